@@ -1,0 +1,1 @@
+//! The Prometheus registry and collectors. Labels are bounded: no per-object label values.

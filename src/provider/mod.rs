@@ -1,0 +1,134 @@
+//! The seam between the REST layer and the infrastructures.
+//!
+//! `api/` sees only [`Provider`] and the shapes of `cache::model`: it never holds a kube `Client` or an AWS
+//! client. Reads go to the provider's in-memory cache ([`ReadModel`]) and never to the network; writes go
+//! through [`Writes`], whose scale goes through the reconciler.
+
+pub mod ecs;
+pub mod k8s;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+pub use crate::cache::model::{Capabilities, ControllerKind, Health};
+
+/// A served object, serialized once at ingest (or after a write) and copied into responses as is.
+pub type Fragment = Arc<RawValue>;
+
+/// `(key, value)` label pairs; a read matches when all pairs match (AND).
+pub type LabelFilter = [(String, String)];
+
+/// Errors of the provider boundary. `api/` turns each variant into one problem type.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("the {provider} cache has not finished its first sync")]
+    NotReady { provider: &'static str, retry_after_secs: u64 },
+    #[error("{scope_kind} {scope} is not watched by machinist")]
+    ScopeNotWatched { scope_kind: &'static str, scope: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{message}")]
+    Invalid { message: String, errors: Vec<FieldError> },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    CapabilityNotSupported(String),
+    #[error("{detail}")]
+    Timeout { detail: String, retry_after_secs: u64 },
+    #[error("{0}")]
+    Upstream(String),
+    #[error("{detail}")]
+    Throttled { detail: String, retry_after_secs: u64 },
+}
+
+/// One invalid field of a request, as served in `validation-failed` problems.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ProviderError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let message = message.into();
+        let field = field.into();
+        ProviderError::Invalid {
+            message: format!("{field}: {message}"),
+            errors: vec![FieldError { field, message }],
+        }
+    }
+}
+
+pub type Result<T, E = ProviderError> = std::result::Result<T, E>;
+
+/// Reads answered from memory. Every method is synchronous: nothing here may wait on the network.
+pub trait ReadModel: Send + Sync {
+    fn machine(&self, scope: &str, id: &str) -> Result<Fragment>;
+    fn machines(&self, scope: &str, labels: &LabelFilter) -> Result<Vec<Fragment>>;
+    /// Top-level scalable controllers of the scope, each with its machines.
+    fn controllers(&self, scope: &str) -> Result<Vec<Fragment>>;
+    /// The top-level controller owning machine `machine_id` (0 or 1 items).
+    fn controller_of_machine(&self, scope: &str, machine_id: &str) -> Result<Vec<Fragment>>;
+    /// One controller with its machines; `kind` pins the kind, otherwise the resolution order applies.
+    fn controller(&self, scope: &str, name: &str, kind: Option<ControllerKind>) -> Result<Fragment>;
+    fn services(&self, scope: &str, labels: &LabelFilter) -> Result<Vec<Fragment>>;
+    fn gateways(&self, scope: &str) -> Result<Vec<Fragment>>;
+    fn httproute(&self, scope: &str, name: &str) -> Result<Fragment>;
+}
+
+/// What a write names: a controller in a scope, with an optional kind hint.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ControllerTarget {
+    pub scope: String,
+    pub name: String,
+    pub kind: Option<ControllerKind>,
+}
+
+/// The manifests `PUT /k8s/...` applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ManifestKind {
+    /// A Deployment or a StatefulSet.
+    Controller,
+    Service,
+    Secret,
+    HttpRoute,
+}
+
+/// Writes. Every one is idempotent and resolves once the provider accepted it, after the cache saw it
+/// (read-your-writes).
+pub trait Writes: Send + Sync {
+    /// Set the replicas of a controller, through the reconciler. Resolves to the served Controller.
+    fn scale(&self, target: ControllerTarget, replicas: i32) -> BoxFuture<'_, Result<Fragment>>;
+    fn delete_controller(&self, target: ControllerTarget) -> BoxFuture<'_, Result<()>>;
+    /// Merge `labels` into the machine's labels; a `None` value removes the key. Resolves to the Machine.
+    fn patch_machine_labels(
+        &self,
+        scope: String,
+        id: String,
+        labels: BTreeMap<String, Option<String>>,
+    ) -> BoxFuture<'_, Result<Fragment>>;
+    /// Resolves to whether something was deleted (ECS services are never deleted: `false`).
+    fn delete_service(&self, scope: String, name: String) -> BoxFuture<'_, Result<bool>>;
+    /// Server-side apply of a manifest; resolves to the applied object (a Secret resolves to `null`).
+    fn apply(
+        &self,
+        scope: String,
+        kind: ManifestKind,
+        manifest: serde_json::Value,
+    ) -> BoxFuture<'_, Result<serde_json::Value>>;
+    fn delete_httproute(&self, scope: String, name: String) -> BoxFuture<'_, Result<()>>;
+}
+
+/// One infrastructure: its cache, its writes, what it can do and how it is.
+pub trait Provider: Send + Sync {
+    /// `k8s` or `ecs`: the first path segment of its routes.
+    fn name(&self) -> &'static str;
+    fn capabilities(&self) -> Capabilities;
+    fn health(&self) -> Health;
+    fn reads(&self) -> &dyn ReadModel;
+    fn writes(&self) -> &dyn Writes;
+}

@@ -1,0 +1,4 @@
+//! An embedded Kubernetes API server, for trying machinist and for its tests.
+//!
+//! It must not import `cache`, `provider` or `reconcile`: a fake that shares code with the code under test
+//! hides exactly the bugs it exists to catch.
