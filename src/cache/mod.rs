@@ -27,9 +27,9 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use kube::runtime::watcher::Event;
 
 pub use self::model::{ControllerKind, Labels, Machine, Service};
+use self::project::provider_metadata;
 pub use self::project::{Gateway, HttpRoute, K8sObject, ObjectKey, Projection, format_time, kinds};
 pub use self::quantity::Quantity;
-use self::project::provider_metadata;
 use self::store::{ControllerRec, ScopeData, Store, select};
 use crate::metrics::metrics;
 use crate::provider::{self, Fragment, LabelFilter, ProviderError, ReadModel};
@@ -248,7 +248,8 @@ impl Cache {
     fn mark_synced(&self, inner: &mut Inner, unit: SyncKey) {
         if unit.1.is_none() {
             // A watcher over all namespaces stands for every per-namespace unit of its kind.
-            let covered: Vec<SyncKey> = inner.expected.iter().filter(|(k, _)| *k == unit.0).cloned().collect();
+            let covered: Vec<SyncKey> =
+                inner.expected.iter().filter(|(k, _)| *k == unit.0).cloned().collect();
             inner.synced.extend(covered);
         }
         inner.synced.insert(unit);
@@ -270,9 +271,15 @@ impl Cache {
         let count = |f: &dyn Fn(&ScopeData) -> usize| store.scopes.values().map(f).sum::<usize>();
         let n = match kind {
             kinds::PODS => count(&|s| s.machines.len()),
-            kinds::DEPLOYMENTS => count(&|s| s.controllers.get(&ControllerKind::Deployment).map_or(0, |m| m.len())),
-            kinds::STATEFULSETS => count(&|s| s.controllers.get(&ControllerKind::StatefulSet).map_or(0, |m| m.len())),
-            kinds::REPLICASETS => count(&|s| s.controllers.get(&ControllerKind::ReplicaSet).map_or(0, |m| m.len())),
+            kinds::DEPLOYMENTS => {
+                count(&|s| s.controllers.get(&ControllerKind::Deployment).map_or(0, |m| m.len()))
+            }
+            kinds::STATEFULSETS => {
+                count(&|s| s.controllers.get(&ControllerKind::StatefulSet).map_or(0, |m| m.len()))
+            }
+            kinds::REPLICASETS => {
+                count(&|s| s.controllers.get(&ControllerKind::ReplicaSet).map_or(0, |m| m.len()))
+            }
             kinds::REPLICATIONCONTROLLERS => {
                 count(&|s| s.controllers.get(&ControllerKind::ReplicationController).map_or(0, |m| m.len()))
             }
@@ -357,7 +364,10 @@ impl Cache {
             return Err(not_watched());
         }
         if !inner.ready {
-            return Err(ProviderError::NotReady { provider: self.provider, retry_after_secs: NOT_READY_RETRY_SECS });
+            return Err(ProviderError::NotReady {
+                provider: self.provider,
+                retry_after_secs: NOT_READY_RETRY_SECS,
+            });
         }
         if self.configured.is_empty() && inner.namespaces_known && !inner.store.namespaces.contains(scope) {
             return Err(not_watched());
@@ -466,7 +476,9 @@ fn apply_projection(inner: &mut Inner, kind: &'static str, key: &ObjectKey, proj
             let name = store.interner.get(&key.name);
             store.namespaces.insert(name);
         }
-        Projection::Object(fragment) => store.upsert_object(scope, kind == kinds::GATEWAYS, &key.name, fragment),
+        Projection::Object(fragment) => {
+            store.upsert_object(scope, kind == kinds::GATEWAYS, &key.name, fragment)
+        }
     }
 }
 
@@ -520,7 +532,12 @@ fn keys_of(store: &Store, kind: &'static str, namespace: Option<&str>) -> Vec<Ob
 }
 
 /// End of a relist: drop what disappeared, apply what was listed, under one write lock.
-fn swap_kind(inner: &mut Inner, kind: &'static str, namespace: Option<&str>, buffered: Vec<(ObjectKey, Projection)>) {
+fn swap_kind(
+    inner: &mut Inner,
+    kind: &'static str,
+    namespace: Option<&str>,
+    buffered: Vec<(ObjectKey, Projection)>,
+) {
     let listed: HashSet<&ObjectKey> = buffered.iter().map(|(k, _)| k).collect();
     let gone: Vec<ObjectKey> =
         keys_of(&inner.store, kind, namespace).into_iter().filter(|k| !listed.contains(k)).collect();
@@ -537,9 +554,9 @@ impl ReadModel for Cache {
     fn machine(&self, scope: &str, id: &str) -> provider::Result<Fragment> {
         let inner = self.read();
         self.admit(&inner, scope)?;
-        inner.store.scope(scope).and_then(|s| s.machines.get(id)).map(|m| m.fragment.clone()).ok_or_else(|| {
-            ProviderError::NotFound(format!("machine {id} not found in {} {scope}", self.scope_kind))
-        })
+        inner.store.scope(scope).and_then(|s| s.machines.get(id)).map(|m| m.fragment.clone()).ok_or_else(
+            || ProviderError::NotFound(format!("machine {id} not found in {} {scope}", self.scope_kind)),
+        )
     }
 
     fn machines(&self, scope: &str, labels: &LabelFilter) -> provider::Result<Vec<Fragment>> {
@@ -582,7 +599,12 @@ impl ReadModel for Cache {
         Ok(part.map(|(head, machines)| ControllerRec::render(&head, &machines)).into_iter().collect())
     }
 
-    fn controller(&self, scope: &str, name: &str, kind: Option<ControllerKind>) -> provider::Result<Fragment> {
+    fn controller(
+        &self,
+        scope: &str,
+        name: &str,
+        kind: Option<ControllerKind>,
+    ) -> provider::Result<Fragment> {
         let (head, machines) = {
             let inner = self.read();
             self.admit(&inner, scope)?;

@@ -27,8 +27,17 @@ pub mod kinds {
     pub const GATEWAYS: &str = "gateways";
     pub const HTTPROUTES: &str = "httproutes";
     /// Every kind the k8s cache waits for, in watch order.
-    pub const ALL: [&str; 9] =
-        [PODS, DEPLOYMENTS, STATEFULSETS, REPLICASETS, REPLICATIONCONTROLLERS, SERVICES, NAMESPACES, GATEWAYS, HTTPROUTES];
+    pub const ALL: [&str; 9] = [
+        PODS,
+        DEPLOYMENTS,
+        STATEFULSETS,
+        REPLICASETS,
+        REPLICATIONCONTROLLERS,
+        SERVICES,
+        NAMESPACES,
+        GATEWAYS,
+        HTTPROUTES,
+    ];
 }
 
 /// Gateway API objects are watched as `DynamicObject`; the newtype tells the cache which kind one is.
@@ -158,7 +167,10 @@ pub fn project_pod(pod: &Pod) -> PodModel {
         .is_some_and(|c| c.status == "True");
     let machine = Machine {
         id: meta.name.clone().unwrap_or_default(),
-        status: status.and_then(|s| s.phase.clone()).filter(|p| !p.is_empty()).unwrap_or_else(|| "Unknown".into()),
+        status: status
+            .and_then(|s| s.phase.clone())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "Unknown".into()),
         provider_status: None,
         ready,
         start_time: status.and_then(|s| s.start_time.as_ref()).map(|t| format_time(t.0)),
@@ -217,7 +229,10 @@ pub fn trim_dynamic(obj: &DynamicObject, default_api_version: &str, default_kind
     let mut metadata = serde_json::Map::new();
     metadata.insert("name".into(), meta.name.clone().into());
     metadata.insert("namespace".into(), meta.namespace.clone().into());
-    metadata.insert("labels".into(), serde_json::to_value(meta.labels.clone().unwrap_or_default()).unwrap_or_default());
+    metadata.insert(
+        "labels".into(),
+        serde_json::to_value(meta.labels.clone().unwrap_or_default()).unwrap_or_default(),
+    );
     metadata.insert("annotations".into(), serde_json::to_value(annotations).unwrap_or_default());
     metadata.insert("uid".into(), meta.uid.clone().into());
     metadata.insert("resourceVersion".into(), meta.resource_version.clone().into());
@@ -357,5 +372,8 @@ impl K8sObject for HttpRoute {
 
 /// `providerMetadata` of a k8s controller.
 pub fn provider_metadata(kind: ControllerKind) -> BTreeMap<String, String> {
-    BTreeMap::from([("kind".to_string(), kind.as_str().to_string()), ("apiVersion".into(), kind.api_version().into())])
+    BTreeMap::from([
+        ("kind".to_string(), kind.as_str().to_string()),
+        ("apiVersion".into(), kind.api_version().into()),
+    ])
 }

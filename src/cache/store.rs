@@ -105,7 +105,8 @@ pub(crate) struct ControllerRec {
 
 impl ControllerRec {
     pub fn top_level(&self) -> bool {
-        !(self.kind == ControllerKind::ReplicaSet && self.owner.as_ref().is_some_and(|o| &*o.kind == "Deployment"))
+        !(self.kind == ControllerKind::ReplicaSet
+            && self.owner.as_ref().is_some_and(|o| &*o.kind == "Deployment"))
     }
 
     /// The served Controller with the given machines spliced in.
@@ -157,7 +158,9 @@ impl ScopeData {
     pub fn machines_of(&self, kind: ControllerKind, name: &str) -> Vec<Fragment> {
         self.by_top
             .get(kind.as_str(), name)
-            .map(|names| names.iter().filter_map(|n| self.machines.get(n)).map(|m| m.fragment.clone()).collect())
+            .map(|names| {
+                names.iter().filter_map(|n| self.machines.get(n)).map(|m| m.fragment.clone()).collect()
+            })
             .unwrap_or_default()
     }
 
@@ -242,7 +245,11 @@ impl Store {
     }
 
     fn top_ref(&mut self, kind: &str, name: &str, api_version: &str) -> TopRef {
-        TopRef { kind: self.interner.get(kind), name: self.interner.get(name), api_version: self.interner.get(api_version) }
+        TopRef {
+            kind: self.interner.get(kind),
+            name: self.interner.get(name),
+            api_version: self.interner.get(api_version),
+        }
     }
 
     /// A pod's top owner: through its ReplicaSet to a Deployment when the set is known to have one.
