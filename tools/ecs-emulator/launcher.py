@@ -394,6 +394,7 @@ Backend._get_resource = _get_resource
 # --- Test hooks: per-account injected faults.
 _faults_lock = threading.Lock()
 _faults = {}  # account -> list of fault dicts
+_serve_lock = threading.Lock()
 
 
 def _take_fault(account, operation):
@@ -429,7 +430,11 @@ class FaultMiddleware:
                     ],
                 )
                 return [body]
-        return self.app(environ, start_response)
+        # Patch 7: one request at a time. moto's backends are not thread-safe (concurrent CreateService
+        # calls raise "dictionary changed size during iteration" → HTTP 500); Python runs one thread at a
+        # time anyway, so serializing costs little.
+        with _serve_lock:
+            return list(self.app(environ, start_response))
 
     def control(self, environ, start_response):
         method = environ.get("REQUEST_METHOD")
