@@ -337,3 +337,39 @@ async fn labels_are_tags_with_the_50_tag_limit_and_bad_input_is_rejected() {
 async fn running_tasks_any(ecs: &aws_sdk_ecs::Client, cluster: &str) -> usize {
     ecs.list_tasks().cluster(cluster).send().await.expect("list").task_arns().len()
 }
+
+#[tokio::test]
+async fn the_sandbox_demo_data_is_served() {
+    let emu = machinist::provider::ecs::emulator::start_demo().await.expect("demo emulator");
+    let provider =
+        EcsProvider::connect(emu.settings(None, &["demo"], Duration::from_secs(5))).await.expect("connect");
+    provider.refresh("demo").await.expect("refresh");
+    let controllers: Vec<Value> =
+        provider.reads().controllers("demo").expect("controllers").iter().map(value).collect();
+    let summary: Vec<(String, i64, usize)> = controllers
+        .iter()
+        .map(|c| {
+            let name = c["name"].as_str().unwrap_or_default().to_string();
+            (name, c["replicas"].as_i64().unwrap_or(-1), c["machines"].as_array().map(Vec::len).unwrap_or(0))
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![("api".into(), 2, 2), ("web".into(), 3, 3), ("worker".into(), 1, 1)],
+        "{controllers:#?}"
+    );
+    assert_eq!(
+        provider.reads().machines("demo", &[]).expect("machines").len(),
+        7,
+        "6 service tasks + 1 bare"
+    );
+    let services: Vec<Value> =
+        provider.reads().services("demo", &[]).expect("services").iter().map(value).collect();
+    let ports: Vec<(String, i64)> = services
+        .iter()
+        .map(|s| {
+            (s["name"].as_str().unwrap_or_default().to_string(), s["ports"][0]["port"].as_i64().unwrap_or(0))
+        })
+        .collect();
+    assert_eq!(ports, vec![("api".into(), 8080), ("web".into(), 80)]);
+}

@@ -157,8 +157,9 @@ def _describe_tasks(self, cluster_str, tasks):
     if not tasks:
         raise InvalidParameterException("Tasks cannot be empty.")
     found, failures = [], []
+    by_id = {t.id: t for t in self.tasks.get(cluster.name, {}).values()}
     for ref in tasks:
-        task = _find_task(self, cluster, ref)
+        task = by_id.get(ref.split("/")[-1])
         if task is None:
             arn = ref if ref.startswith("arn:") else (
                 f"arn:aws:ecs:{self.region_name}:{self.account_id}:task/{cluster.name}/{ref}"

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_ecs::types::{ContainerDefinition, LoadBalancer, PropagateTags, ServiceRegistry, Tag};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::EcsSettings;
 use super::client::{ClientOptions, EcsApi};
 
 #[derive(Debug, thiserror::Error)]
@@ -179,6 +180,18 @@ impl Emulator {
         ClientOptions::emulator(&self.endpoint(), account)
     }
 
+    /// Provider settings for `clusters` of one account of this emulator (`None`: moto's default account,
+    /// where [`start_demo`] puts the demo data).
+    pub fn settings(&self, account: Option<&str>, clusters: &[&str], poll_interval: Duration) -> EcsSettings {
+        EcsSettings {
+            client: self.client_options(account),
+            clusters: clusters.iter().map(|c| c.to_string()).collect(),
+            poll_interval,
+            read_rate: 5.0,
+            read_burst: 65,
+        }
+    }
+
     /// Kill the process (all state is lost).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -332,8 +345,8 @@ pub async fn seed_demo(ecs: &aws_sdk_ecs::Client) -> Result<(), EmulatorError> {
     Ok(())
 }
 
-/// Start the emulator with the demo data, for `machinist sandbox --ecs`. Point the ECS provider at
-/// `emulator.client_options(None)` with cluster `demo`.
+/// Start the emulator with the demo data, for `machinist sandbox --ecs`. Then
+/// `EcsProvider::start(emulator.settings(None, &["demo"], interval))` serves it.
 pub async fn start_demo() -> Result<Emulator, EmulatorError> {
     let emu = Emulator::start().await?;
     let ecs = admin_client(&emu.client_options(None)).await?;

@@ -45,7 +45,10 @@ impl EcsError {
         let message =
             err.message().map(String::from).unwrap_or_else(|| DisplayErrorContext(&err).to_string());
         match code.as_deref() {
-            Some(c) if THROTTLE_CODES.contains(&c) => EcsError::Throttled { operation, message },
+            Some(c) if THROTTLE_CODES.contains(&c) => {
+                crate::metrics::metrics().ecs_throttled.with_label_values(&[operation]).inc();
+                EcsError::Throttled { operation, message }
+            }
             Some(c) if AUTH_CODES.contains(&c) => EcsError::Auth { operation, code: c.to_string(), message },
             Some("ServiceNotFoundException") | Some("ClusterNotFoundException") => {
                 EcsError::NotFound(message)

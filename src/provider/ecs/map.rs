@@ -38,9 +38,12 @@ pub fn task_status(last_status: &str, containers: &[(Option<&str>, Option<i32>)]
     match last_status {
         "PROVISIONING" | "PENDING" | "ACTIVATING" => "Pending",
         "RUNNING" => "Running",
-        "DEACTIVATING" | "STOPPING" | "DEPROVISIONING" => {
-            if containers.iter().any(|(s, _)| *s == Some("RUNNING")) { "Running" } else { "Unknown" }
+        "DEACTIVATING" | "STOPPING" | "DEPROVISIONING"
+            if containers.iter().any(|(s, _)| *s == Some("RUNNING")) =>
+        {
+            "Running"
         }
+        "DEACTIVATING" | "STOPPING" | "DEPROVISIONING" => "Unknown",
         "STOPPED" | "DELETED" => exit_verdict(),
         _ => "Unknown",
     }
@@ -80,7 +83,7 @@ pub fn cpu_quantity(cpu: &str) -> Option<String> {
         return None;
     }
     let millis = (units * 1000).div_ceil(1024);
-    Some(if millis % 1000 == 0 { format!("{}", millis / 1000) } else { format!("{millis}m") })
+    Some(if millis.is_multiple_of(1000) { format!("{}", millis / 1000) } else { format!("{millis}m") })
 }
 
 /// ECS memory (MiB, or `"1 GB"`) as a quantity: `512` → `512Mi`, `2048` → `2Gi`.

@@ -245,9 +245,6 @@ impl Inner {
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
-                    if let EcsError::Throttled { operation, .. } = &e {
-                        crate::metrics::metrics().ecs_throttled.with_label_values(&[operation]).inc();
-                    }
                     tracing::warn!(cluster = %cluster, error = %e, failures, "ECS refresh failed");
                     backoff(&e, failures, self.interval)
                 }
