@@ -170,12 +170,8 @@ mod tests {
         let version = &crd.spec.versions[0];
         assert_eq!(version.name, "v1alpha1");
         assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
-        let columns: Vec<_> = version
-            .additional_printer_columns
-            .iter()
-            .flatten()
-            .map(|c| c.name.as_str())
-            .collect();
+        let columns: Vec<_> =
+            version.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
         assert_eq!(columns, ["Target", "Replicas", "Phase", "Age"]);
     }
 
@@ -190,7 +186,8 @@ mod tests {
         assert_eq!(replicas["type"], "integer");
         let target = &spec["properties"]["target"]["properties"];
         assert!(target["name"]["pattern"].as_str().unwrap().starts_with("^[a-z0-9]"));
-        let kinds: Vec<_> = target["kind"]["enum"].as_array().unwrap().iter().filter(|k| !k.is_null()).collect();
+        let kinds: Vec<_> =
+            target["kind"]["enum"].as_array().unwrap().iter().filter(|k| !k.is_null()).collect();
         assert_eq!(kinds.len(), 5);
         assert_eq!(target["provider"]["default"], "k8s");
         let required: Vec<_> = spec["required"].as_array().unwrap().iter().map(|v| v.as_str()).collect();

@@ -5,5 +5,6 @@
 //! [`run::Scaler`].
 
 pub mod crd;
+pub mod plan;
 
 pub use crd::{ScaleRequest, ScaleRequestSpec, ScaleRequestStatus, crd_yaml};
