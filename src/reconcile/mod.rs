@@ -6,5 +6,6 @@
 
 pub mod crd;
 pub mod plan;
+pub mod queue;
 
 pub use crd::{ScaleRequest, ScaleRequestSpec, ScaleRequestStatus, crd_yaml};
