@@ -7,5 +7,6 @@
 pub mod crd;
 pub mod plan;
 pub mod queue;
+pub mod run;
 
 pub use crd::{ScaleRequest, ScaleRequestSpec, ScaleRequestStatus, crd_yaml};
