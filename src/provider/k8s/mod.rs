@@ -2,3 +2,5 @@
 //! precondition, server-side apply of manifests, and the leader Lease.
 //!
 //! It builds no HTTP responses and decides no desired state.
+
+pub mod write;
