@@ -3,4 +3,5 @@
 //!
 //! It builds no HTTP responses and decides no desired state.
 
+pub mod lease;
 pub mod write;
