@@ -4,6 +4,7 @@
 //! It serves no HTTP and owns no cache: it reads the target from the provider's cache and writes through a
 //! [`run::Scaler`].
 
+pub mod controller;
 pub mod crd;
 pub mod plan;
 pub mod queue;

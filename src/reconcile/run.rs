@@ -139,17 +139,9 @@ impl Reconciler {
     /// Set `replicas` on a target and wait for the outcome of the write that settled it (see `queue`'s
     /// docs: a newer count for the same target may settle it instead). No deadline: callers that have one
     /// use [`Reconciler::scale_within`].
-    pub async fn scale(
-        &self,
-        source: Source,
-        provider: TargetProvider,
-        scope: &str,
-        name: &str,
-        kind: Option<ControllerKind>,
-        replicas: i32,
-    ) -> provider::Result<Scaled> {
+    pub async fn scale(&self, source: Source, target: &TargetKey, replicas: i32) -> provider::Result<Scaled> {
         let started = Instant::now();
-        let result = self.scale_inner(provider, scope, name, kind, replicas).await;
+        let result = self.scale_inner(target, replicas).await;
         record(source, started, &result);
         result
     }
@@ -160,24 +152,18 @@ impl Reconciler {
         &self,
         source: Source,
         deadline: Duration,
-        provider: TargetProvider,
-        scope: &str,
-        name: &str,
-        kind: Option<ControllerKind>,
+        target: &TargetKey,
         replicas: i32,
     ) -> provider::Result<Scaled> {
         let started = Instant::now();
-        let result = match tokio::time::timeout(
-            deadline,
-            self.scale_inner(provider, scope, name, kind, replicas),
-        )
-        .await
-        {
+        let result = match tokio::time::timeout(deadline, self.scale_inner(target, replicas)).await {
             Ok(result) => result,
             Err(_) => Err(ProviderError::Timeout {
                 detail: format!(
-                    "scaling {name} in {scope} to {replicas} was not confirmed within {}s; it goes on, and \
-                         repeating the request is safe",
+                    "scaling {} in {} to {replicas} was not confirmed within {}s; it goes on, and repeating the \
+                     request is safe",
+                    target.name,
+                    target.scope,
                     deadline.as_secs()
                 ),
                 retry_after_secs: deadline.as_secs().clamp(1, 30),
@@ -187,27 +173,16 @@ impl Reconciler {
         result
     }
 
-    async fn scale_inner(
-        &self,
-        provider: TargetProvider,
-        scope: &str,
-        name: &str,
-        kind: Option<ControllerKind>,
-        replicas: i32,
-    ) -> provider::Result<Scaled> {
+    async fn scale_inner(&self, target: &TargetKey, replicas: i32) -> provider::Result<Scaled> {
         if replicas < 0 {
             return Err(ProviderError::invalid("replicas", "must be an integer >= 0"));
         }
+        let TargetKey { provider, scope, kind, name } = target;
         // Resolve the kind first so that `web` and `Deployment/web` share one queue slot.
         let resolved = self
-            .observe(provider, scope, name, kind)?
-            .ok_or_else(|| not_found(provider, scope, name, kind))?;
-        let key = TargetKey {
-            provider,
-            scope: scope.to_string(),
-            kind: Some(resolved.kind),
-            name: name.to_string(),
-        };
+            .observe(*provider, scope, name, *kind)?
+            .ok_or_else(|| not_found(*provider, scope, name, *kind))?;
+        let key = TargetKey { kind: Some(resolved.kind), ..target.clone() };
         let outcome: Outcome = self.queue.submit(key, replicas).await.map_err(|_| {
             ProviderError::Upstream("the write queue stopped before the write finished".to_string())
         })?;
@@ -309,6 +284,10 @@ mod tests {
         }
     }
 
+    fn web(name: &str, kind: Option<ControllerKind>) -> TargetKey {
+        TargetKey { provider: TargetProvider::K8s, scope: "default".into(), kind, name: name.into() }
+    }
+
     fn reconciler(delay: Duration) -> Arc<Reconciler> {
         let scaler = MapScaler { delay, ..Default::default() };
         scaler.replicas.lock().unwrap().insert("web".into(), 1);
@@ -318,7 +297,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn scale_resolves_and_reports_previous_and_applied() {
         let r = reconciler(Duration::from_millis(10));
-        let s = r.scale(Source::Rest, TargetProvider::K8s, "default", "web", None, 4).await.unwrap();
+        let s = r.scale(Source::Rest, &web("web", None), 4).await.unwrap();
         assert_eq!((s.previous, s.applied, s.kind), (1, 4, ControllerKind::Deployment));
         let obs = r.observe(TargetProvider::K8s, "default", "web", None).unwrap().unwrap();
         assert_eq!(obs.replicas, 4);
@@ -327,34 +306,27 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn missing_target_kind_mismatch_and_disabled_provider_are_errors() {
         let r = reconciler(Duration::from_millis(10));
-        let e = r.scale(Source::Rest, TargetProvider::K8s, "default", "api", None, 4).await.unwrap_err();
+        let e = r.scale(Source::Rest, &web("api", None), 4).await.unwrap_err();
         assert!(
             matches!(e, ProviderError::NotFound(ref m) if m == "controller api not found in namespace default")
         );
         let pinned = Some(ControllerKind::StatefulSet);
-        let e = r.scale(Source::Rest, TargetProvider::K8s, "default", "web", pinned, 4).await.unwrap_err();
+        let e = r.scale(Source::Rest, &web("web", pinned), 4).await.unwrap_err();
         assert!(matches!(e, ProviderError::NotFound(ref m) if m.starts_with("StatefulSet web")));
-        let e = r.scale(Source::Crd, TargetProvider::Ecs, "c1", "web", None, 4).await.unwrap_err();
+        let e = r
+            .scale(Source::Crd, &TargetKey { provider: TargetProvider::Ecs, ..web("web", None) }, 4)
+            .await
+            .unwrap_err();
         assert!(matches!(e, ProviderError::CapabilityNotSupported(_)));
-        let e = r.scale(Source::Rest, TargetProvider::K8s, "default", "web", None, -1).await.unwrap_err();
+        let e = r.scale(Source::Rest, &web("web", None), -1).await.unwrap_err();
         assert!(matches!(e, ProviderError::Invalid { .. }));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_slow_write_times_out_with_retry_after_and_still_lands() {
         let r = reconciler(Duration::from_secs(30));
-        let e = r
-            .scale_within(
-                Source::Rest,
-                Duration::from_secs(10),
-                TargetProvider::K8s,
-                "default",
-                "web",
-                None,
-                7,
-            )
-            .await
-            .unwrap_err();
+        let e =
+            r.scale_within(Source::Rest, Duration::from_secs(10), &web("web", None), 7).await.unwrap_err();
         assert!(matches!(e, ProviderError::Timeout { retry_after_secs: 10, .. }), "{e:?}");
         tokio::time::sleep(Duration::from_secs(25)).await;
         let obs = r.observe(TargetProvider::K8s, "default", "web", None).unwrap().unwrap();
@@ -364,10 +336,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn concurrent_writers_end_at_the_last_submitted_count() {
         let r = reconciler(Duration::from_millis(50));
+        let target = web("web", None);
         let (a, b, c) = tokio::join!(
-            r.scale(Source::Rest, TargetProvider::K8s, "default", "web", None, 2),
-            r.scale(Source::Rest, TargetProvider::K8s, "default", "web", None, 3),
-            r.scale(Source::Crd, TargetProvider::K8s, "default", "web", None, 9),
+            r.scale(Source::Rest, &target, 2),
+            r.scale(Source::Rest, &target, 3),
+            r.scale(Source::Crd, &target, 9),
         );
         // All three were queued before the first started: the newest count settles every one of them.
         assert_eq!(a.unwrap().applied, 9);

@@ -26,7 +26,7 @@ use crate::metrics::metrics;
 use crate::provider::{self, ControllerTarget, Fragment, ManifestKind, ProviderError, ReadModel, Writes};
 use crate::reconcile::crd::TargetProvider;
 use crate::reconcile::plan::{backoff, needs_write};
-use crate::reconcile::queue::Scaled;
+use crate::reconcile::queue::{Scaled, TargetKey};
 use crate::reconcile::run::{Reconciler, Resolved, Scaler, Source, error_label, not_found, scaled_fragment};
 
 mod errors;
@@ -438,18 +438,14 @@ fn ingest_of(kind: &str, applied: DynamicObject) -> provider::Result<Ingest> {
 impl Writes for K8sWrites {
     fn scale(&self, target: ControllerTarget, replicas: i32) -> BoxFuture<'_, provider::Result<Fragment>> {
         async move {
-            let scaled = self
-                .reconciler
-                .scale_within(
-                    Source::Rest,
-                    self.write_timeout,
-                    TargetProvider::K8s,
-                    &target.scope,
-                    &target.name,
-                    target.kind,
-                    replicas,
-                )
-                .await?;
+            let key = TargetKey {
+                provider: TargetProvider::K8s,
+                scope: target.scope,
+                kind: target.kind,
+                name: target.name,
+            };
+            let scaled =
+                self.reconciler.scale_within(Source::Rest, self.write_timeout, &key, replicas).await?;
             scaled_fragment(&scaled)
         }
         .boxed()
