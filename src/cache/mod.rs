@@ -466,7 +466,7 @@ fn apply_projection(inner: &mut Inner, kind: &'static str, key: &ObjectKey, proj
     let store = &mut inner.store;
     let scope = key.namespace.as_deref().unwrap_or_default();
     match projection {
-        Projection::Pod(pod) => store.upsert_pod(scope, pod),
+        Projection::Pod(pod) => store.upsert_pod(scope, *pod),
         Projection::Controller(c) => {
             let meta = provider_metadata(c.kind);
             store.upsert_controller(scope, c, &meta);

@@ -86,7 +86,7 @@ pub struct ControllerModel {
 #[doc(hidden)]
 #[derive(Clone, Debug)]
 pub enum Projection {
-    Pod(PodModel),
+    Pod(Box<PodModel>),
     Controller(ControllerModel),
     Service(Service),
     Namespace,
@@ -266,7 +266,7 @@ impl K8sObject for Pod {
         key_of(&self.metadata)
     }
     fn project(&self) -> Projection {
-        Projection::Pod(project_pod(self))
+        Projection::Pod(Box::new(project_pod(self)))
     }
 }
 

@@ -2,3 +2,6 @@
 //! precondition, server-side apply of manifests, and the leader Lease.
 //!
 //! It builds no HTTP responses and decides no desired state.
+
+pub mod client;
+pub mod watch;
