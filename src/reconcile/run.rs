@@ -17,14 +17,7 @@ use crate::cache::model::ControllerKind;
 use crate::metrics::metrics;
 use crate::provider::{self, Fragment, ProviderError};
 
-/// What a cache tells the write path about a controller.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Resolved {
-    pub kind: ControllerKind,
-    pub name: String,
-    pub replicas: i32,
-    pub ready_replicas: i32,
-}
+pub use crate::cache::ResolvedController as Resolved;
 
 /// A provider that can set the replicas of a controller (Kubernetes `/scale`, ECS `UpdateService`).
 pub trait Scaler: Send + Sync {

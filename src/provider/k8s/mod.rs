@@ -3,5 +3,7 @@
 //!
 //! It builds no HTTP responses and decides no desired state.
 
+pub mod client;
 pub mod lease;
+pub mod watch;
 pub mod write;

@@ -3,7 +3,8 @@
 //!
 //! Every write ends by feeding the confirmed object to the cache (read-your-writes). It decides no desired
 //! state (the reconciler does) and builds no HTTP responses. Secrets are applied and forgotten: never cached,
-//! echoed or logged. The client it is given must have kube's default retry off: the retry budget lives here.
+//! echoed or logged. The client it is given must come from `client::client_with(config, false)`: kube's
+//! default retry off, because the retry budget ([`RetryBudget`]) lives here (anti-pattern 7).
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -17,17 +18,18 @@ use k8s_openapi::api::core::v1::{Pod, ReplicationController, Service};
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
 };
-use kube::{Client, Resource};
+use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::cache::model::ControllerKind;
+use crate::cache::{Cache, HttpRoute, K8sObject, ResolvedController};
 use crate::metrics::metrics;
 use crate::provider::{self, ControllerTarget, Fragment, ManifestKind, ProviderError, ReadModel, Writes};
 use crate::reconcile::crd::TargetProvider;
 use crate::reconcile::plan::{backoff, needs_write};
 use crate::reconcile::queue::{Scaled, TargetKey};
-use crate::reconcile::run::{Reconciler, Resolved, Scaler, Source, error_label, not_found, scaled_fragment};
+use crate::reconcile::run::{Reconciler, Scaler, Source, error_label, not_found, scaled_fragment};
 
 mod errors;
 mod manifest;
@@ -37,27 +39,6 @@ pub use manifest::{validate_label_key, validate_label_value, validate_manifest};
 
 /// The field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "machinist";
-
-/// A confirmed object the write path hands to the cache.
-#[derive(Clone, Debug)]
-pub enum Ingest {
-    Deployment(Box<Deployment>),
-    StatefulSet(Box<StatefulSet>),
-    ReplicaSet(Box<ReplicaSet>),
-    ReplicationController(Box<ReplicationController>),
-    Service(Box<Service>),
-    Pod(Box<Pod>),
-    HttpRoute(Box<DynamicObject>),
-}
-
-/// What the Kubernetes writes need from the cache: its reads, kind resolution and ingest. The cache's
-/// `Cache` implements it (`apply`/`delete` of the ingested object).
-pub trait WriteCache: ReadModel {
-    /// Kind resolution (Deployment → StatefulSet → ReplicaSet → ReplicationController), `kind` pins it.
-    fn resolve(&self, scope: &str, name: &str, kind: Option<ControllerKind>) -> provider::Result<Resolved>;
-    fn ingest(&self, object: Ingest);
-    fn forget(&self, object: Ingest);
-}
 
 /// How hard one write tries before it gives up: 409s and transient failures are retried with jittered
 /// backoff, 429s wait their `retryAfterSeconds` (at most [`RetryBudget::max_throttle_wait`]).
@@ -102,54 +83,59 @@ impl RetryBudget {
     }
 }
 
-/// A client for writes: kube's default retry off (anti-pattern 7: the budget is [`RetryBudget`]).
-pub fn write_client(mut config: kube::Config) -> Result<Client, kube::Error> {
-    config.default_retry = false;
-    Client::try_from(config)
-}
-
-fn count(verb: &str, resource: &str) {
-    metrics().provider_requests.with_label_values(&["k8s", verb, resource]).inc();
-}
-
-fn resource_of(kind: ControllerKind) -> &'static str {
-    match kind {
-        ControllerKind::Deployment => "deployments",
-        ControllerKind::StatefulSet => "statefulsets",
-        ControllerKind::ReplicaSet => "replicasets",
-        ControllerKind::ReplicationController => "replicationcontrollers",
-        ControllerKind::Service => "services",
-    }
-}
-
 /// The Kubernetes [`Scaler`]: `/scale` with a resourceVersion precondition.
 pub struct K8sScaler {
     client: Client,
-    cache: Arc<dyn WriteCache>,
+    cache: Arc<Cache>,
     budget: RetryBudget,
 }
 
+/// The kinds a write addresses: typed, namespaced, known to the cache.
+trait Workload:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + K8sObject
+    + Clone
+    + Default
+    + DeserializeOwned
+    + Debug
+{
+}
+
+impl<K> Workload for K where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + K8sObject
+        + Clone
+        + Default
+        + DeserializeOwned
+        + Debug
+{
+}
+
+/// An object that stands for a deleted one in `Cache::delete` (only its key is read).
+fn tombstone<K: Workload>(ns: &str, name: &str) -> K {
+    let mut gone = K::default();
+    gone.meta_mut().name = Some(name.to_string());
+    gone.meta_mut().namespace = Some(ns.to_string());
+    gone
+}
+
 impl K8sScaler {
-    pub fn new(client: Client, cache: Arc<dyn WriteCache>, budget: RetryBudget) -> K8sScaler {
+    /// `client` must have kube's default retry off (see the module docs).
+    pub fn new(client: Client, cache: Arc<Cache>, budget: RetryBudget) -> K8sScaler {
         K8sScaler { client, cache, budget }
     }
 
     /// GET /scale, PUT /scale with the read resourceVersion; on 409 read again. Returns the count before
     /// the write that landed (or the current count when none was needed).
-    async fn write_scale<K>(
+    async fn write_scale<K: Workload>(
         &self,
         api: &Api<K>,
-        resource: &str,
         name: &str,
         replicas: i32,
-    ) -> Result<i32, kube::Error>
-    where
-        K: Clone + DeserializeOwned + Debug,
-    {
+    ) -> Result<i32, kube::Error> {
         let mut attempt = 0;
         loop {
             let result = async {
-                count("get", resource);
                 let mut scale = api.get_scale(name).await?;
                 let current = scale.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
                 if !needs_write(replicas, current) {
@@ -159,7 +145,6 @@ impl K8sScaler {
                 // changed in between, and only spec.replicas is ever written.
                 scale.spec.get_or_insert_with(Default::default).replicas = Some(replicas);
                 scale.status = None;
-                count("update", resource);
                 api.replace_scale(name, &PostParams::default(), &scale).await?;
                 Ok(current)
             }
@@ -168,7 +153,7 @@ impl K8sScaler {
                 Ok(previous) => return Ok(previous),
                 Err(error) => match self.budget.pause(attempt, &error) {
                     Some(pause) => {
-                        tracing::debug!(resource, name, attempt, ?pause, "retrying the /scale write");
+                        tracing::debug!(name, attempt, ?pause, "retrying the /scale write");
                         tokio::time::sleep(pause).await;
                         attempt += 1;
                     }
@@ -178,29 +163,19 @@ impl K8sScaler {
         }
     }
 
-    async fn scale_typed<K>(
+    async fn scale_typed<K: Workload>(
         &self,
         ns: &str,
         name: &str,
         kind: ControllerKind,
         replicas: i32,
-        wrap: fn(K) -> Ingest,
-    ) -> provider::Result<Scaled>
-    where
-        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + Debug,
-    {
-        let resource = resource_of(kind);
+    ) -> provider::Result<Scaled> {
         let api: Api<K> = Api::namespaced(self.client.clone(), ns);
         let what = format!("{} {name} in namespace {ns}", kind.as_str());
-        let previous =
-            self.write_scale(&api, resource, name, replicas).await.map_err(|e| map_kube_error(e, &what))?;
+        let previous = self.write_scale(&api, name, replicas).await.map_err(|e| map_kube_error(e, &what))?;
         // Read-your-writes: the confirmed workload goes into the cache before anyone is answered.
-        count("get", resource);
         let object = api.get(name).await.map_err(|e| map_kube_error(e, &what))?;
-        self.cache.ingest(wrap(object));
+        self.cache.apply(&object);
         let controller = self.cache.controller(ns, name, Some(kind)).ok();
         Ok(Scaled { kind, name: name.to_string(), previous, applied: replicas, controller })
     }
@@ -212,8 +187,8 @@ impl Scaler for K8sScaler {
         scope: &str,
         name: &str,
         kind: Option<ControllerKind>,
-    ) -> provider::Result<Option<Resolved>> {
-        match self.cache.resolve(scope, name, kind) {
+    ) -> provider::Result<Option<ResolvedController>> {
+        match self.cache.resolve_controller(scope, name, kind) {
             Ok(resolved) => Ok(Some(resolved)),
             Err(ProviderError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
@@ -230,27 +205,15 @@ impl Scaler for K8sScaler {
         async move {
             let kind = match kind {
                 Some(kind) => kind,
-                None => self.cache.resolve(&scope, &name, None)?.kind,
+                None => self.cache.resolve_controller(&scope, &name, None)?.kind,
             };
             let (ns, n) = (scope.as_str(), name.as_str());
             match kind {
-                ControllerKind::Deployment => {
-                    self.scale_typed(ns, n, kind, replicas, |o: Deployment| Ingest::Deployment(Box::new(o)))
-                        .await
-                }
-                ControllerKind::StatefulSet => {
-                    self.scale_typed(ns, n, kind, replicas, |o: StatefulSet| Ingest::StatefulSet(Box::new(o)))
-                        .await
-                }
-                ControllerKind::ReplicaSet => {
-                    self.scale_typed(ns, n, kind, replicas, |o: ReplicaSet| Ingest::ReplicaSet(Box::new(o)))
-                        .await
-                }
+                ControllerKind::Deployment => self.scale_typed::<Deployment>(ns, n, kind, replicas).await,
+                ControllerKind::StatefulSet => self.scale_typed::<StatefulSet>(ns, n, kind, replicas).await,
+                ControllerKind::ReplicaSet => self.scale_typed::<ReplicaSet>(ns, n, kind, replicas).await,
                 ControllerKind::ReplicationController => {
-                    self.scale_typed(ns, n, kind, replicas, |o: ReplicationController| {
-                        Ingest::ReplicationController(Box::new(o))
-                    })
-                    .await
+                    self.scale_typed::<ReplicationController>(ns, n, kind, replicas).await
                 }
                 ControllerKind::Service => Err(ProviderError::CapabilityNotSupported(
                     "kind Service names an ECS service; Kubernetes Services have no replicas".into(),
@@ -264,16 +227,16 @@ impl Scaler for K8sScaler {
 /// The Kubernetes provider's [`Writes`].
 pub struct K8sWrites {
     client: Client,
-    cache: Arc<dyn WriteCache>,
+    cache: Arc<Cache>,
     reconciler: Arc<Reconciler>,
     write_timeout: Duration,
 }
 
 impl K8sWrites {
-    /// `client` must come from [`write_client`] (no kube default retry).
+    /// `client` must have kube's default retry off (see the module docs).
     pub fn new(
         client: Client,
-        cache: Arc<dyn WriteCache>,
+        cache: Arc<Cache>,
         reconciler: Arc<Reconciler>,
         write_timeout: Duration,
     ) -> K8sWrites {
@@ -288,51 +251,27 @@ impl K8sWrites {
         metrics().writes.with_label_values(&["k8s", op, label]).inc();
     }
 
-    async fn delete_typed<K>(&self, ns: &str, name: &str, resource: &str, what: &str) -> provider::Result<()>
-    where
-        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + Debug,
-    {
+    async fn delete_typed<K: Workload>(&self, ns: &str, name: &str, what: &str) -> provider::Result<()> {
         let api: Api<K> = Api::namespaced(self.client.clone(), ns);
-        count("delete", resource);
         api.delete(name, &DeleteParams::background()).await.map_err(|e| map_kube_error(e, what))?;
+        // Background propagation: the object is gone now, its dependents follow.
+        self.cache.delete(&tombstone::<K>(ns, name));
         Ok(())
     }
 
     async fn delete_controller_inner(&self, target: ControllerTarget) -> provider::Result<()> {
-        let resolved = self.cache.resolve(&target.scope, &target.name, target.kind)?;
+        let resolved = self.cache.resolve_controller(&target.scope, &target.name, target.kind)?;
         let (ns, name) = (target.scope.as_str(), target.name.as_str());
         let what = format!("{} {name} in namespace {ns}", resolved.kind.as_str());
-        let resource = resource_of(resolved.kind);
-        let meta = object_meta(ns, name);
-        let gone = match resolved.kind {
-            ControllerKind::Deployment => {
-                self.delete_typed::<Deployment>(ns, name, resource, &what).await?;
-                Ingest::Deployment(Box::new(Deployment { metadata: meta, ..Default::default() }))
-            }
-            ControllerKind::StatefulSet => {
-                self.delete_typed::<StatefulSet>(ns, name, resource, &what).await?;
-                Ingest::StatefulSet(Box::new(StatefulSet { metadata: meta, ..Default::default() }))
-            }
-            ControllerKind::ReplicaSet => {
-                self.delete_typed::<ReplicaSet>(ns, name, resource, &what).await?;
-                Ingest::ReplicaSet(Box::new(ReplicaSet { metadata: meta, ..Default::default() }))
-            }
+        match resolved.kind {
+            ControllerKind::Deployment => self.delete_typed::<Deployment>(ns, name, &what).await,
+            ControllerKind::StatefulSet => self.delete_typed::<StatefulSet>(ns, name, &what).await,
+            ControllerKind::ReplicaSet => self.delete_typed::<ReplicaSet>(ns, name, &what).await,
             ControllerKind::ReplicationController => {
-                self.delete_typed::<ReplicationController>(ns, name, resource, &what).await?;
-                Ingest::ReplicationController(Box::new(ReplicationController {
-                    metadata: meta,
-                    ..Default::default()
-                }))
+                self.delete_typed::<ReplicationController>(ns, name, &what).await
             }
-            ControllerKind::Service => {
-                return Err(not_found(TargetProvider::K8s, ns, name, target.kind));
-            }
-        };
-        self.cache.forget(gone);
-        Ok(())
+            ControllerKind::Service => Err(not_found(TargetProvider::K8s, ns, name, target.kind)),
+        }
     }
 
     async fn patch_labels_inner(
@@ -345,22 +284,17 @@ impl K8sWrites {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         let patch = json!({ "metadata": { "labels": labels } });
         let what = format!("machine {id} in namespace {ns}");
-        count("patch", "pods");
         let pod = api
             .patch(&id, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(|e| map_kube_error(e, &what))?;
-        self.cache.ingest(Ingest::Pod(Box::new(pod)));
+        self.cache.apply(&pod);
         self.cache.machine(&ns, &id)
     }
 
     async fn delete_service_inner(&self, ns: String, name: String) -> provider::Result<bool> {
         let what = format!("service {name} in namespace {ns}");
-        self.delete_typed::<Service>(&ns, &name, "services", &what).await?;
-        self.cache.forget(Ingest::Service(Box::new(Service {
-            metadata: object_meta(&ns, &name),
-            ..Default::default()
-        })));
+        self.delete_typed::<Service>(&ns, &name, &what).await?;
         Ok(true)
     }
 
@@ -370,9 +304,8 @@ impl K8sWrites {
         let ar = api_resource(&gvk);
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &ns, &ar);
         let what = format!("{} {name} in namespace {ns}", gvk.kind);
-        count("apply", &ar.plural);
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        let applied = api
+        let mut applied = api
             .patch(&name, &params, &Patch::Apply(&manifest))
             .await
             .map_err(|e| map_kube_error(e, &what))?;
@@ -380,35 +313,37 @@ impl K8sWrites {
             // Applied and forgotten: no cache, no echo, no log of its data.
             return Ok(Value::Null);
         }
-        let mut served = serde_json::to_value(&applied).map_err(|e| {
+        applied.managed_fields_mut().clear();
+        let served = serde_json::to_value(&applied).map_err(|e| {
             ProviderError::Upstream(format!("kubernetes returned an unreadable {}: {e}", gvk.kind))
         })?;
-        if let Some(meta) = served.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.remove("managedFields");
+        let unreadable = |e: serde_json::Error| {
+            ProviderError::Upstream(format!("kubernetes returned an unreadable {}: {e}", gvk.kind))
+        };
+        match gvk.kind.as_str() {
+            "Deployment" => {
+                self.cache.apply(&serde_json::from_value::<Deployment>(served.clone()).map_err(unreadable)?)
+            }
+            "StatefulSet" => {
+                self.cache.apply(&serde_json::from_value::<StatefulSet>(served.clone()).map_err(unreadable)?)
+            }
+            "Service" => {
+                self.cache.apply(&serde_json::from_value::<Service>(served.clone()).map_err(unreadable)?)
+            }
+            _ => self.cache.apply(&HttpRoute(applied)),
         }
-        self.cache.ingest(ingest_of(&gvk.kind, applied)?);
         Ok(served)
     }
 
     async fn delete_httproute_inner(&self, ns: String, name: String) -> provider::Result<()> {
-        let gvk = manifest::httproute_gvk();
-        let ar = api_resource(&gvk);
+        let ar = api_resource(&manifest::httproute_gvk());
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &ns, &ar);
         let what = format!("HTTPRoute {name} in namespace {ns}");
-        count("delete", "httproutes");
         api.delete(&name, &DeleteParams::background()).await.map_err(|e| map_kube_error(e, &what))?;
         let mut gone = DynamicObject::new(&name, &ar);
         gone.metadata.namespace = Some(ns);
-        self.cache.forget(Ingest::HttpRoute(Box::new(gone)));
+        self.cache.delete(&HttpRoute(gone));
         Ok(())
-    }
-}
-
-fn object_meta(ns: &str, name: &str) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-    k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-        name: Some(name.to_string()),
-        namespace: Some(ns.to_string()),
-        ..Default::default()
     }
 }
 
@@ -418,21 +353,6 @@ fn api_resource(gvk: &GroupVersionKind) -> ApiResource {
         other => format!("{}s", other.to_ascii_lowercase()),
     };
     ApiResource::from_gvk_with_plural(gvk, &plural)
-}
-
-/// The typed object the cache ingests for an applied manifest.
-fn ingest_of(kind: &str, applied: DynamicObject) -> provider::Result<Ingest> {
-    fn typed<T: DeserializeOwned>(applied: DynamicObject) -> provider::Result<T> {
-        let value = serde_json::to_value(applied).map_err(|e| ProviderError::Upstream(e.to_string()))?;
-        serde_json::from_value(value)
-            .map_err(|e| ProviderError::Upstream(format!("kubernetes returned an unreadable object: {e}")))
-    }
-    Ok(match kind {
-        "Deployment" => Ingest::Deployment(Box::new(typed(applied)?)),
-        "StatefulSet" => Ingest::StatefulSet(Box::new(typed(applied)?)),
-        "Service" => Ingest::Service(Box::new(typed(applied)?)),
-        _ => Ingest::HttpRoute(Box::new(applied)),
-    })
 }
 
 impl Writes for K8sWrites {

@@ -1,0 +1,455 @@
+//! The indexed records of one provider: per scope, machines (by name, label pair, top controller and, on
+//! k8s, direct ReplicaSet), controllers, services and Gateway API objects, each kept as a served fragment.
+//!
+//! Owner resolution lives here because it needs the other records: a pod's top owner is resolved when it
+//! arrives, and re-resolved when its ReplicaSet arrives, changes hands or goes. Sync code only: the caller
+//! holds the lock, briefly, and nothing here waits.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::model::{ControllerKind, ControllerRef, Labels, Machine, Service};
+use super::project::{ControllerModel, Owner, PodModel, to_fragment};
+use crate::provider::Fragment;
+
+pub(crate) type Name = Arc<str>;
+
+/// Shares the strings many records repeat (namespaces, label keys and values, owner names).
+#[derive(Default)]
+pub(crate) struct Interner(HashSet<Arc<str>>);
+
+impl Interner {
+    pub fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(found) = self.0.get(s) {
+            return found.clone();
+        }
+        let new: Arc<str> = Arc::from(s);
+        self.0.insert(new.clone());
+        new
+    }
+
+    /// Forget strings no record uses any more.
+    pub fn gc(&mut self) {
+        self.0.retain(|s| Arc::strong_count(s) > 1);
+    }
+}
+
+/// Two-level posting lists: `a → b → names` (label key → value → names, or kind → name → machines).
+#[derive(Default)]
+pub(crate) struct Postings(HashMap<Arc<str>, HashMap<Arc<str>, BTreeSet<Name>>>);
+
+impl Postings {
+    fn insert(&mut self, a: &Arc<str>, b: &Arc<str>, name: &Name) {
+        self.0.entry(a.clone()).or_default().entry(b.clone()).or_default().insert(name.clone());
+    }
+
+    fn remove(&mut self, a: &str, b: &str, name: &str) {
+        if let Some(inner) = self.0.get_mut(a) {
+            if let Some(set) = inner.get_mut(b) {
+                set.remove(name);
+                if set.is_empty() {
+                    inner.remove(b);
+                }
+            }
+            if inner.is_empty() {
+                self.0.remove(a);
+            }
+        }
+    }
+
+    pub fn get(&self, a: &str, b: &str) -> Option<&BTreeSet<Name>> {
+        self.0.get(a).and_then(|inner| inner.get(b))
+    }
+}
+
+/// The top owner of a machine, interned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TopRef {
+    pub kind: Arc<str>,
+    pub name: Arc<str>,
+    pub api_version: Arc<str>,
+}
+
+impl TopRef {
+    fn served(&self) -> ControllerRef {
+        ControllerRef {
+            name: self.name.to_string(),
+            kind: self.kind.to_string(),
+            api_version: self.api_version.to_string(),
+        }
+    }
+}
+
+pub(crate) struct MachineRec {
+    pub labels: Box<[(Arc<str>, Arc<str>)]>,
+    /// k8s: the ReplicaSet named by the pod's controller reference, for re-resolution.
+    rs: Option<Name>,
+    /// The controller reference as the pod has it (k8s), kept to re-resolve.
+    direct: Option<TopRef>,
+    pub top: Option<TopRef>,
+    pub fragment: Fragment,
+}
+
+pub(crate) struct ControllerRec {
+    pub kind: ControllerKind,
+    pub name: Name,
+    pub replicas: i32,
+    pub ready_replicas: i32,
+    /// The controlling owner (ReplicaSets): a Deployment owner makes the set not top-level.
+    pub owner: Option<TopRef>,
+    /// The served Controller without `machines`, and without its closing brace, for splicing.
+    pub head: Box<str>,
+}
+
+impl ControllerRec {
+    pub fn top_level(&self) -> bool {
+        !(self.kind == ControllerKind::ReplicaSet
+            && self.owner.as_ref().is_some_and(|o| &*o.kind == "Deployment"))
+    }
+
+    /// The served Controller with the given machines spliced in.
+    pub fn render(head: &str, machines: &[Fragment]) -> Fragment {
+        let len = head.len() + 16 + machines.iter().map(|m| m.get().len() + 1).sum::<usize>();
+        let mut out = String::with_capacity(len);
+        out.push_str(head);
+        out.push_str(",\"machines\":[");
+        for (i, m) in machines.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(m.get());
+        }
+        out.push_str("]}");
+        match serde_json::value::RawValue::from_string(out) {
+            Ok(raw) => raw.into(),
+            Err(err) => {
+                tracing::error!(%err, "spliced controller is not JSON");
+                serde_json::value::RawValue::NULL.to_owned().into()
+            }
+        }
+    }
+}
+
+pub(crate) struct LabeledRec {
+    pub labels: Box<[(Arc<str>, Arc<str>)]>,
+    pub fragment: Fragment,
+}
+
+#[derive(Default)]
+pub(crate) struct ScopeData {
+    pub machines: BTreeMap<Name, MachineRec>,
+    pub machine_labels: Postings,
+    pub by_top: Postings,
+    by_rs: HashMap<Name, BTreeSet<Name>>,
+    pub controllers: BTreeMap<ControllerKind, BTreeMap<Name, ControllerRec>>,
+    pub services: BTreeMap<Name, LabeledRec>,
+    pub service_labels: Postings,
+    pub gateways: BTreeMap<Name, Fragment>,
+    pub httproutes: BTreeMap<Name, Fragment>,
+}
+
+impl ScopeData {
+    pub fn controller(&self, kind: ControllerKind, name: &str) -> Option<&ControllerRec> {
+        self.controllers.get(&kind).and_then(|m| m.get(name))
+    }
+
+    pub fn machines_of(&self, kind: ControllerKind, name: &str) -> Vec<Fragment> {
+        self.by_top
+            .get(kind.as_str(), name)
+            .map(|names| {
+                names.iter().filter_map(|n| self.machines.get(n)).map(|m| m.fragment.clone()).collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.machines.is_empty()
+            && self.controllers.values().all(BTreeMap::is_empty)
+            && self.services.is_empty()
+            && self.gateways.is_empty()
+            && self.httproutes.is_empty()
+    }
+}
+
+/// Match records by label pairs (AND): walk the smallest posting list, check the rest on each record.
+pub(crate) fn select<'a, R>(
+    records: &'a BTreeMap<Name, R>,
+    postings: &Postings,
+    filter: &[(String, String)],
+    labels_of: impl Fn(&R) -> &[(Arc<str>, Arc<str>)],
+) -> Vec<&'a R> {
+    if filter.is_empty() {
+        return records.values().collect();
+    }
+    let mut smallest: Option<&BTreeSet<Name>> = None;
+    for (k, v) in filter {
+        match postings.get(k, v) {
+            None => return Vec::new(),
+            Some(set) if smallest.is_none_or(|s| set.len() < s.len()) => smallest = Some(set),
+            Some(_) => {}
+        }
+    }
+    let Some(candidates) = smallest else { return Vec::new() };
+    candidates
+        .iter()
+        .filter_map(|n| records.get(n))
+        .filter(|r| {
+            let labels = labels_of(r);
+            filter.iter().all(|(k, v)| labels.iter().any(|(lk, lv)| **lk == **k && **lv == **v))
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ControllerHead<'a> {
+    name: &'a str,
+    replicas: i32,
+    ready_replicas: i32,
+    labels: &'a Labels,
+    provider_metadata: &'a BTreeMap<String, String>,
+}
+
+/// Every record of one provider.
+#[derive(Default)]
+pub(crate) struct Store {
+    pub scopes: HashMap<Name, ScopeData>,
+    /// k8s: the namespaces that exist (from the namespace watcher).
+    pub namespaces: BTreeSet<Name>,
+    pub interner: Interner,
+}
+
+impl Store {
+    pub fn scope(&self, scope: &str) -> Option<&ScopeData> {
+        self.scopes.get(scope)
+    }
+
+    fn scope_mut(&mut self, scope: &str) -> &mut ScopeData {
+        if !self.scopes.contains_key(scope) {
+            let key = self.interner.get(scope);
+            self.scopes.insert(key, ScopeData::default());
+        }
+        self.scopes.get_mut(scope).unwrap_or_else(|| unreachable!("inserted above"))
+    }
+
+    fn drop_scope_if_empty(&mut self, scope: &str) {
+        if self.scopes.get(scope).is_some_and(ScopeData::is_empty) {
+            self.scopes.remove(scope);
+        }
+    }
+
+    fn intern_labels(&mut self, labels: &Labels) -> Box<[(Arc<str>, Arc<str>)]> {
+        labels.iter().map(|(k, v)| (self.interner.get(k), self.interner.get(v))).collect()
+    }
+
+    fn top_ref(&mut self, kind: &str, name: &str, api_version: &str) -> TopRef {
+        TopRef {
+            kind: self.interner.get(kind),
+            name: self.interner.get(name),
+            api_version: self.interner.get(api_version),
+        }
+    }
+
+    /// A pod's top owner: through its ReplicaSet to a Deployment when the set is known to have one.
+    fn resolve(&self, scope: &str, direct: Option<&TopRef>) -> Option<TopRef> {
+        let direct = direct?;
+        if &*direct.kind == "ReplicaSet"
+            && let Some(owner) = self
+                .scope(scope)
+                .and_then(|s| s.controller(ControllerKind::ReplicaSet, &direct.name))
+                .and_then(|rs| rs.owner.as_ref())
+                .filter(|o| &*o.kind == "Deployment")
+        {
+            return Some(owner.clone());
+        }
+        Some(direct.clone())
+    }
+
+    // ---- machines
+
+    /// k8s: upsert a projected pod, resolving its top owner from the cache.
+    pub fn upsert_pod(&mut self, scope: &str, pod: PodModel) {
+        let PodModel { mut machine, owner } = pod;
+        let direct = owner.map(|o| self.top_ref(&o.kind, &o.name, &o.api_version));
+        let top = self.resolve(scope, direct.as_ref());
+        machine.controller = top.as_ref().map(TopRef::served);
+        let rs = direct.as_ref().filter(|d| &*d.kind == "ReplicaSet").map(|d| d.name.clone());
+        self.insert_machine(scope, machine, direct, rs, top);
+    }
+
+    /// ecs (or any pre-resolved machine): `machine.controller` is already the top owner.
+    pub fn upsert_resolved_machine(&mut self, scope: &str, machine: Machine) {
+        let top = machine.controller.as_ref().map(|c| self.top_ref(&c.kind, &c.name, &c.api_version));
+        self.insert_machine(scope, machine, top.clone(), None, top);
+    }
+
+    fn insert_machine(
+        &mut self,
+        scope: &str,
+        machine: Machine,
+        direct: Option<TopRef>,
+        rs: Option<Name>,
+        top: Option<TopRef>,
+    ) {
+        let fragment = to_fragment(&machine);
+        if let Some(old) = self.scope(scope).and_then(|s| s.machines.get(machine.id.as_str()))
+            && old.fragment.get() == fragment.get()
+            && old.direct == direct
+        {
+            return;
+        }
+        let labels = self.intern_labels(&machine.labels);
+        let name = self.interner.get(&machine.id);
+        self.remove_machine(scope, &machine.id);
+        let data = self.scope_mut(scope);
+        for (k, v) in labels.iter() {
+            data.machine_labels.insert(k, v, &name);
+        }
+        if let Some(t) = &top {
+            data.by_top.insert(&t.kind, &t.name, &name);
+        }
+        if let Some(rs) = &rs {
+            data.by_rs.entry(rs.clone()).or_default().insert(name.clone());
+        }
+        data.machines.insert(name, MachineRec { labels, rs, direct, top, fragment });
+    }
+
+    pub fn remove_machine(&mut self, scope: &str, name: &str) -> bool {
+        let Some(data) = self.scopes.get_mut(scope) else { return false };
+        let Some(old) = data.machines.remove(name) else { return false };
+        for (k, v) in old.labels.iter() {
+            data.machine_labels.remove(k, v, name);
+        }
+        if let Some(t) = &old.top {
+            data.by_top.remove(&t.kind, &t.name, name);
+        }
+        if let Some(rs) = &old.rs
+            && let Some(set) = data.by_rs.get_mut(rs)
+        {
+            set.remove(name);
+            if set.is_empty() {
+                data.by_rs.remove(rs);
+            }
+        }
+        self.drop_scope_if_empty(scope);
+        true
+    }
+
+    /// Re-resolve the pods of ReplicaSet `rs` after the set arrived, changed hands or went.
+    fn reresolve_rs(&mut self, scope: &str, rs: &str) {
+        let Some(pods) = self.scope(scope).and_then(|s| s.by_rs.get(rs)).cloned() else { return };
+        for pod in pods {
+            let Some(rec) = self.scope(scope).and_then(|s| s.machines.get(&pod)) else { continue };
+            let new_top = self.resolve(scope, rec.direct.as_ref());
+            if new_top == rec.top {
+                continue;
+            }
+            let mut machine: Machine = match serde_json::from_str(rec.fragment.get()) {
+                Ok(m) => m,
+                Err(err) => {
+                    tracing::error!(%err, pod = %pod, "cached machine does not parse back");
+                    continue;
+                }
+            };
+            machine.controller = new_top.as_ref().map(TopRef::served);
+            let direct = rec.direct.clone();
+            let rs_name = rec.rs.clone();
+            self.insert_machine(scope, machine, direct, rs_name, new_top);
+        }
+    }
+
+    // ---- controllers
+
+    pub fn upsert_controller(
+        &mut self,
+        scope: &str,
+        model: ControllerModel,
+        provider_metadata: &BTreeMap<String, String>,
+    ) {
+        let head = ControllerHead {
+            name: &model.name,
+            replicas: model.replicas,
+            ready_replicas: model.ready_replicas,
+            labels: &model.labels,
+            provider_metadata,
+        };
+        let full = to_fragment(&head);
+        let text = full.get();
+        let head: Box<str> = text.strip_suffix('}').unwrap_or(text).into();
+        let owner = model.owner.as_ref().map(|o: &Owner| self.top_ref(&o.kind, &o.name, &o.api_version));
+        let name = self.interner.get(&model.name);
+        let kind = model.kind;
+        let data = self.scope_mut(scope);
+        let old_owner = data.controller(kind, &name).map(|c| c.owner.clone());
+        let rec = ControllerRec {
+            kind,
+            name: name.clone(),
+            replicas: model.replicas,
+            ready_replicas: model.ready_replicas,
+            owner: owner.clone(),
+            head,
+        };
+        data.controllers.entry(kind).or_default().insert(name.clone(), rec);
+        if kind == ControllerKind::ReplicaSet && old_owner != Some(owner) {
+            self.reresolve_rs(scope, &name);
+        }
+    }
+
+    pub fn remove_controller(&mut self, scope: &str, kind: ControllerKind, name: &str) -> bool {
+        let Some(data) = self.scopes.get_mut(scope) else { return false };
+        let removed = data.controllers.get_mut(&kind).and_then(|m| m.remove(name)).is_some();
+        if removed && kind == ControllerKind::ReplicaSet {
+            self.reresolve_rs(scope, name);
+        }
+        self.drop_scope_if_empty(scope);
+        removed
+    }
+
+    // ---- services and Gateway API objects
+
+    pub fn upsert_service(&mut self, scope: &str, service: &Service) {
+        let fragment = to_fragment(service);
+        if self
+            .scope(scope)
+            .and_then(|s| s.services.get(service.name.as_str()))
+            .is_some_and(|old| old.fragment.get() == fragment.get())
+        {
+            return;
+        }
+        self.remove_service(scope, &service.name);
+        let labels = self.intern_labels(&service.labels);
+        let name = self.interner.get(&service.name);
+        let data = self.scope_mut(scope);
+        for (k, v) in labels.iter() {
+            data.service_labels.insert(k, v, &name);
+        }
+        data.services.insert(name, LabeledRec { labels, fragment });
+    }
+
+    pub fn remove_service(&mut self, scope: &str, name: &str) -> bool {
+        let Some(data) = self.scopes.get_mut(scope) else { return false };
+        let Some(old) = data.services.remove(name) else { return false };
+        for (k, v) in old.labels.iter() {
+            data.service_labels.remove(k, v, name);
+        }
+        self.drop_scope_if_empty(scope);
+        true
+    }
+
+    pub fn upsert_object(&mut self, scope: &str, gateway: bool, name: &str, fragment: Fragment) {
+        let name = self.interner.get(name);
+        let data = self.scope_mut(scope);
+        let map = if gateway { &mut data.gateways } else { &mut data.httproutes };
+        map.insert(name, fragment);
+    }
+
+    pub fn remove_object(&mut self, scope: &str, gateway: bool, name: &str) -> bool {
+        let Some(data) = self.scopes.get_mut(scope) else { return false };
+        let map = if gateway { &mut data.gateways } else { &mut data.httproutes };
+        let removed = map.remove(name).is_some();
+        self.drop_scope_if_empty(scope);
+        removed
+    }
+}

@@ -1,0 +1,195 @@
+//! Owner resolution, indexes, kind resolution and relists, driven by scripted watcher events.
+
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::watcher::Event;
+use serde_json::json;
+
+use super::fixtures::*;
+use crate::cache::ControllerKind;
+use crate::provider::{ProviderError, ReadModel};
+
+fn some(kind: &str, name: &str) -> Option<(String, String)> {
+    Some((kind.to_string(), name.to_string()))
+}
+
+#[test]
+fn deployment_pod_shows_the_deployment_and_is_listed_under_it() {
+    let cache = synced(&["default"]);
+    cache.apply(&deployment("default", "web", 2));
+    cache.apply(&replicaset("default", "web-abc", Some("web")));
+    cache.apply(&pod("default", "web-abc-1", json!({}), Some(("ReplicaSet", "web-abc"))));
+    cache.apply(&pod("default", "web-abc-2", json!({}), Some(("ReplicaSet", "web-abc"))));
+    assert_eq!(controller_of(&cache, "default", "web-abc-1"), some("Deployment", "web"));
+
+    let list = cache.controllers("default").expect("controllers");
+    assert_eq!(names(&list), ["web"], "the owned ReplicaSet is not a top-level controller");
+    let c = controller(&list[0]);
+    assert_eq!(c.machines.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["web-abc-1", "web-abc-2"]);
+    assert_eq!(c.replicas, 2);
+
+    let of = cache.controller_of_machine("default", "web-abc-2").expect("of machine");
+    assert_eq!(names(&of), ["web"]);
+    assert!(cache.controller_of_machine("default", "nope").expect("of machine").is_empty());
+}
+
+#[test]
+fn replicaset_arriving_after_its_pods_re_resolves_them() {
+    let cache = synced(&["default"]);
+    cache.apply(&pod("default", "web-abc-1", json!({}), Some(("ReplicaSet", "web-abc"))));
+    assert_eq!(controller_of(&cache, "default", "web-abc-1"), some("ReplicaSet", "web-abc"));
+    cache.apply(&replicaset("default", "web-abc", Some("web")));
+    assert_eq!(controller_of(&cache, "default", "web-abc-1"), some("Deployment", "web"));
+    cache.apply(&deployment("default", "web", 1));
+    let c = controller(&cache.controller("default", "web", None).expect("controller"));
+    assert_eq!(c.machines.len(), 1);
+    assert_eq!(c.machines[0].controller.as_ref().map(|c| c.kind.as_str()), Some("Deployment"));
+}
+
+#[test]
+fn replicaset_changing_hands_moves_its_pods() {
+    let cache = synced(&["default"]);
+    cache.apply(&deployment("default", "a", 1));
+    cache.apply(&deployment("default", "b", 1));
+    cache.apply(&replicaset("default", "rs", Some("a")));
+    cache.apply(&pod("default", "rs-1", json!({}), Some(("ReplicaSet", "rs"))));
+    assert_eq!(controller_of(&cache, "default", "rs-1"), some("Deployment", "a"));
+
+    cache.apply(&replicaset("default", "rs", Some("b")));
+    assert_eq!(controller_of(&cache, "default", "rs-1"), some("Deployment", "b"));
+    assert!(controller(&cache.controller("default", "a", None).expect("a")).machines.is_empty());
+    assert_eq!(controller(&cache.controller("default", "b", None).expect("b")).machines.len(), 1);
+
+    // Orphaned: the set becomes top-level and its pods point at it.
+    cache.apply(&replicaset("default", "rs", None));
+    assert_eq!(controller_of(&cache, "default", "rs-1"), some("ReplicaSet", "rs"));
+    assert_eq!(names(&cache.controllers("default").expect("list")), ["a", "b", "rs"]);
+
+    // The set goes: its pods keep pointing at the set they name.
+    cache.apply(&replicaset("default", "rs", Some("a")));
+    cache.delete(&replicaset("default", "rs", Some("a")));
+    assert_eq!(controller_of(&cache, "default", "rs-1"), some("ReplicaSet", "rs"));
+}
+
+#[test]
+fn statefulset_and_bare_pods() {
+    let cache = synced(&["default"]);
+    cache.apply(&statefulset("default", "db", 1));
+    cache.apply(&pod("default", "db-0", json!({}), Some(("StatefulSet", "db"))));
+    cache.apply(&pod("default", "lonely", json!({}), None));
+    assert_eq!(controller_of(&cache, "default", "db-0"), some("StatefulSet", "db"));
+    assert_eq!(controller_of(&cache, "default", "lonely"), None);
+    assert!(cache.controller_of_machine("default", "lonely").expect("of").is_empty());
+    let db = controller(&cache.controller("default", "db", None).expect("db"));
+    assert_eq!(db.provider_metadata.get("kind").map(String::as_str), Some("StatefulSet"));
+    assert_eq!(db.machines.len(), 1);
+}
+
+#[test]
+fn label_filters_are_and_and_unknown_pairs_match_nothing() {
+    let cache = synced(&["default"]);
+    cache.apply(&pod("default", "a", json!({ "app": "web", "tier": "front" }), None));
+    cache.apply(&pod("default", "b", json!({ "app": "web", "tier": "back" }), None));
+    cache.apply(&pod("default", "c", json!({ "app": "db", "tier": "back" }), None));
+    assert_eq!(machine_ids(&cache, "default", &[]), ["a", "b", "c"]);
+    assert_eq!(machine_ids(&cache, "default", &[("app", "web")]), ["a", "b"]);
+    assert_eq!(machine_ids(&cache, "default", &[("app", "web"), ("tier", "back")]), ["b"]);
+    assert!(machine_ids(&cache, "default", &[("app", "web"), ("tier", "nope")]).is_empty());
+    assert!(machine_ids(&cache, "default", &[("nope", "x")]).is_empty());
+
+    // A label change moves the pod between posting lists.
+    cache.apply(&pod("default", "b", json!({ "app": "db", "tier": "back" }), None));
+    assert_eq!(machine_ids(&cache, "default", &[("app", "web")]), ["a"]);
+    assert_eq!(machine_ids(&cache, "default", &[("app", "db"), ("tier", "back")]), ["b", "c"]);
+
+    cache.apply(&service("default", "s1", json!({ "app": "web" }), json!([])));
+    cache.apply(&service("default", "s2", json!({ "app": "db" }), json!([])));
+    let filter = [("app".to_string(), "db".to_string())];
+    assert_eq!(names(&cache.services("default", &filter).expect("services")), ["s2"]);
+}
+
+#[test]
+fn kind_resolution_prefers_deployment_and_kind_pins() {
+    let cache = synced(&["default"]);
+    cache.apply(&statefulset("default", "same", 3));
+    assert_eq!(
+        cache.resolve_controller("default", "same", None).expect("resolve").kind,
+        ControllerKind::StatefulSet
+    );
+    cache.apply(&deployment("default", "same", 2));
+    let r = cache.resolve_controller("default", "same", None).expect("resolve");
+    assert_eq!((r.kind, r.replicas), (ControllerKind::Deployment, 2));
+    let r = cache.resolve_controller("default", "same", Some(ControllerKind::StatefulSet)).expect("resolve");
+    assert_eq!((r.kind, r.replicas), (ControllerKind::StatefulSet, 3));
+    let c = controller(&cache.controller("default", "same", Some(ControllerKind::StatefulSet)).expect("sts"));
+    assert_eq!(c.provider_metadata.get("kind").map(String::as_str), Some("StatefulSet"));
+
+    assert!(matches!(
+        cache.resolve_controller("default", "same", Some(ControllerKind::ReplicationController)),
+        Err(ProviderError::NotFound(_))
+    ));
+    assert!(matches!(cache.controller("default", "ghost", None), Err(ProviderError::NotFound(_))));
+
+    // An owned ReplicaSet is not addressable, not even with kind=ReplicaSet.
+    cache.apply(&replicaset("default", "same-abc", Some("same")));
+    assert!(matches!(cache.resolve_controller("default", "same-abc", None), Err(ProviderError::NotFound(_))));
+    assert!(matches!(
+        cache.resolve_controller("default", "same-abc", Some(ControllerKind::ReplicaSet)),
+        Err(ProviderError::NotFound(_))
+    ));
+    cache.apply(&replicaset("default", "solo", None));
+    assert_eq!(
+        cache.resolve_controller("default", "solo", None).expect("solo").kind,
+        ControllerKind::ReplicaSet
+    );
+}
+
+#[test]
+fn relist_serves_the_old_snapshot_until_init_done_then_drops_what_vanished() {
+    let cache = synced(&["default"]);
+    list::<Pod>(
+        &cache,
+        vec![
+            pod("default", "a", json!({ "app": "x" }), None),
+            pod("default", "b", json!({ "app": "x" }), None),
+        ],
+    );
+    assert_eq!(machine_ids(&cache, "default", &[]), ["a", "b"]);
+
+    // Watch expired (410): a relist starts; only `b` (changed) and `c` come back.
+    cache.watcher_event::<Pod>(Event::Init);
+    cache.watcher_event(Event::InitApply(pod("default", "b", json!({ "app": "y" }), None)));
+    assert_eq!(machine_ids(&cache, "default", &[]), ["a", "b"], "old snapshot mid-relist");
+    assert_eq!(machine_ids(&cache, "default", &[("app", "x")]), ["a", "b"]);
+    cache.watcher_event(Event::InitApply(pod("default", "c", json!({ "app": "x" }), None)));
+    assert_eq!(machine_ids(&cache, "default", &[]), ["a", "b"], "nothing partial is served");
+    assert!(cache.synced(), "a relist does not make the cache unready");
+
+    cache.watcher_event::<Pod>(Event::InitDone);
+    assert_eq!(machine_ids(&cache, "default", &[]), ["b", "c"]);
+    assert_eq!(machine_ids(&cache, "default", &[("app", "x")]), ["c"]);
+    assert!(matches!(cache.machine("default", "a"), Err(ProviderError::NotFound(_))));
+}
+
+#[test]
+fn replicaset_relist_dropping_a_set_re_resolves_its_pods() {
+    let cache = synced(&["default"]);
+    list::<ReplicaSet>(&cache, vec![replicaset("default", "rs", Some("web"))]);
+    cache.apply(&pod("default", "rs-1", json!({}), Some(("ReplicaSet", "rs"))));
+    assert_eq!(controller_of(&cache, "default", "rs-1"), some("Deployment", "web"));
+    list::<ReplicaSet>(&cache, vec![]);
+    assert_eq!(controller_of(&cache, "default", "rs-1"), some("ReplicaSet", "rs"));
+}
+
+#[test]
+fn deletes_remove_from_every_index() {
+    let cache = synced(&["default"]);
+    cache.apply(&deployment("default", "web", 1));
+    cache.apply(&replicaset("default", "web-1", Some("web")));
+    let p = pod("default", "web-1-a", json!({ "app": "web" }), Some(("ReplicaSet", "web-1")));
+    cache.watcher_event(Event::Apply(p.clone()));
+    cache.watcher_event(Event::Delete(p));
+    assert!(machine_ids(&cache, "default", &[("app", "web")]).is_empty());
+    assert!(controller(&cache.controller("default", "web", None).expect("web")).machines.is_empty());
+    assert!(cache.controller_of_machine("default", "web-1-a").expect("of").is_empty());
+}
