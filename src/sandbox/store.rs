@@ -6,16 +6,18 @@
 //! closures given to `update` must not call back into the store (they run under its lock).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::ops::Bound;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
+pub use super::meta::now;
+use super::meta::{
+    check_type_meta, crd_status, defaults, index_owners, new_uid, random_suffix, spec_changed, validate_cr,
+};
 use super::registry::check_name;
 pub use super::registry::{Gvr, Registry, ResourceType};
-use super::schema;
 use super::select::{FieldSelector, LabelSelector};
 pub use super::status::StatusError;
 
@@ -50,6 +52,9 @@ pub struct StoreEvent {
     pub object: Arc<Value>,
     pub resource_version: u64,
     pub json: Bytes,
+    /// The object before this change (None for ADDED): watches use it to tell an object that stopped
+    /// matching a selector, and `continue` tokens to rebuild a past snapshot.
+    pub prev: Option<Arc<Stored>>,
 }
 
 /// A stored object and its serialized bytes, so lists and watches are written by concatenation.
@@ -68,19 +73,13 @@ impl Stored {
 
 type Key = (String, String);
 
-struct Hist {
-    event: StoreEvent,
-    /// The object before this event, to rebuild a past snapshot for `continue` tokens.
-    prev: Option<Arc<Stored>>,
-}
-
 struct State {
     rv: u64,
     /// A watch or continue token from a resourceVersion below this is too old (410).
     floor: u64,
     reg: Registry,
     objects: HashMap<Gvr, BTreeMap<Key, Arc<Stored>>>,
-    history: VecDeque<Hist>,
+    history: VecDeque<StoreEvent>,
     /// owner uid → dependents, for garbage collection.
     owners: HashMap<String, HashSet<(Gvr, String, String)>>,
     services: u32,
@@ -341,130 +340,6 @@ impl Store {
         st.history.clear();
     }
 
-    /// A page of a list, consistent across `continue` tokens.
-    pub fn list_page(&self, gvr: &Gvr, namespace: Option<&str>, q: &ListQuery) -> Result<Page, StatusError> {
-        let st = self.read();
-        if st.reg.get(gvr).is_none() {
-            return Err(StatusError::no_such_type());
-        }
-        let (snap_rv, after) = match q.continue_token.as_deref().filter(|t| !t.is_empty()) {
-            None => (st.rv, None),
-            Some(t) => {
-                let (rv, ns, name) = decode_token(t)
-                    .ok_or_else(|| StatusError::bad_request("continue key is not valid: malformed token"))?;
-                if rv < st.floor {
-                    return Err(StatusError::expired(
-                        "The provided continue parameter is too old to display a consistent list result. You can \
-                         start a new list without the continue parameter.",
-                    ));
-                }
-                (rv, Some((ns, name)))
-            }
-        };
-        let empty = BTreeMap::new();
-        let table = st.objects.get(gvr).unwrap_or(&empty);
-        let in_scope = |k: &Key| namespace.is_none_or(|ns| k.0 == ns);
-        let past_start = |k: &Key| after.as_ref().is_none_or(|a| k > a);
-        // Undo the changes made after the snapshot, newest first, so the oldest `prev` wins.
-        let mut overrides: BTreeMap<Key, Option<Arc<Stored>>> = BTreeMap::new();
-        if snap_rv < st.rv {
-            for h in st.history.iter().rev() {
-                if h.event.resource_version <= snap_rv {
-                    break;
-                }
-                let k = (h.event.namespace.clone(), h.event.name.clone());
-                if h.event.gvr == *gvr && in_scope(&k) && past_start(&k) {
-                    overrides.insert(k, h.prev.clone());
-                }
-            }
-        }
-        let lower = match (&after, namespace) {
-            (Some(a), _) => Bound::Excluded(a.clone()),
-            (None, Some(ns)) => Bound::Included((ns.to_string(), String::new())),
-            (None, None) => Bound::Unbounded,
-        };
-        let mut cur = table.range((lower, Bound::Unbounded)).take_while(|(k, _)| in_scope(k)).peekable();
-        let mut ovr = overrides.into_iter().peekable();
-        let matches = |s: &Stored| {
-            let v = &*s.value;
-            q.labels.matches(v.pointer("/metadata/labels")) && q.fields.matches(v)
-        };
-        let limit = q.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
-        let mut items = Vec::new();
-        let mut last: Option<Key> = None;
-        let mut more = false;
-        loop {
-            let next: Option<(Key, Option<Arc<Stored>>)> = match (cur.peek(), ovr.peek()) {
-                (None, None) => break,
-                (Some((ck, _)), Some((ok, _))) if *ck == ok => {
-                    cur.next();
-                    ovr.next()
-                }
-                (Some((ck, _)), Some((ok, _))) if ok < *ck => ovr.next(),
-                (Some(_), _) => cur.next().map(|(k, v)| (k.clone(), Some(v.clone()))),
-                (None, Some(_)) => ovr.next(),
-            };
-            let Some((k, Some(obj))) = next else { continue };
-            if !matches(&obj) {
-                continue;
-            }
-            if items.len() == limit {
-                more = true;
-                break;
-            }
-            last = Some(k);
-            items.push(obj);
-        }
-        let continue_token = match (more, last) {
-            (true, Some((ns, name))) => Some(encode_token(snap_rv, &ns, &name)),
-            _ => None,
-        };
-        Ok(Page { items, resource_version: snap_rv, continue_token })
-    }
-
-    /// Starts a watch: with `since` None, the current objects come first (synthetic ADDED); with Some(rv), the
-    /// retained events after rv, or 410 when rv is older than the history.
-    pub fn watch(
-        &self,
-        gvr: &Gvr,
-        namespace: Option<&str>,
-        since: Option<u64>,
-    ) -> Result<WatchStart, StatusError> {
-        let st = self.read();
-        if st.reg.get(gvr).is_none() {
-            return Err(StatusError::no_such_type());
-        }
-        // Subscribing under the lock: writers send under the write lock, so nothing falls between the
-        // snapshot and the live stream.
-        let rx = self.inner.tx.subscribe();
-        let in_ns = |ns: &str| namespace.is_none_or(|n| n == ns);
-        let mut initial = Vec::new();
-        let mut backlog = Vec::new();
-        match since {
-            None => {
-                if let Some(t) = st.objects.get(gvr) {
-                    initial = t.iter().filter(|(k, _)| in_ns(&k.0)).map(|(_, v)| v.clone()).collect();
-                }
-            }
-            Some(rv) => {
-                if rv < st.floor {
-                    return Err(StatusError::expired(format!(
-                        "too old resource version: {rv} ({})",
-                        st.floor
-                    )));
-                }
-                let start = st.history.partition_point(|h| h.event.resource_version <= rv);
-                backlog = st
-                    .history
-                    .range(start..)
-                    .filter(|h| h.event.gvr == *gvr && in_ns(&h.event.namespace))
-                    .map(|h| h.event.clone())
-                    .collect();
-            }
-        }
-        Ok(WatchStart { initial, backlog, rx, resource_version: st.rv })
-    }
-
     /// Every object with its type, for `--state`.
     pub fn export(&self) -> Vec<(Gvr, Value)> {
         let st = self.read();
@@ -579,7 +454,7 @@ impl Store {
         if rt.crd.is_some() && rt.status {
             o.remove("status");
         }
-        defaults(st, &rt, o);
+        defaults(&mut st.services, &rt, o);
         if let Some(s) = &rt.schema {
             validate_cr(&rt, &name, s, &mut obj)?;
         }
@@ -870,187 +745,22 @@ impl Store {
             object: stored.value.clone(),
             resource_version: rv,
             json: stored.json.clone(),
+            prev,
         };
         if st.history.len() >= HISTORY_CAP
             && let Some(old) = st.history.pop_front()
         {
-            st.floor = st.floor.max(old.event.resource_version);
+            st.floor = st.floor.max(old.resource_version);
         }
-        st.history.push_back(Hist { event: event.clone(), prev });
+        st.history.push_back(event.clone());
         // No receivers is fine.
         let _ = self.inner.tx.send(event);
         stored.value.clone()
     }
 }
 
-/// 400 when the body names another apiVersion or kind than the URL.
-fn check_type_meta(rt: &ResourceType, o: &Map<String, Value>) -> Result<(), StatusError> {
-    let want_av = rt.gvr.api_version();
-    if let Some(av) = o.get("apiVersion").and_then(Value::as_str).filter(|a| !a.is_empty())
-        && av != want_av
-    {
-        return Err(StatusError::bad_request(format!(
-            "the API version in the data ({av}) does not match the expected API version ({want_av})"
-        )));
-    }
-    if let Some(k) = o.get("kind").and_then(Value::as_str).filter(|k| !k.is_empty())
-        && k != rt.kind
-    {
-        return Err(StatusError::bad_request(format!(
-            "the kind in the data ({k}) does not match the expected kind ({})",
-            rt.kind
-        )));
-    }
-    Ok(())
-}
-
-fn validate_cr(rt: &ResourceType, name: &str, s: &Value, obj: &mut Value) -> Result<(), StatusError> {
-    if let Some(o) = obj.as_object_mut() {
-        let props = s.get("properties").and_then(Value::as_object);
-        let preserve = s.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true);
-        o.retain(|k, v| {
-            if matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
-                return true;
-            }
-            match props.and_then(|p| p.get(k)) {
-                Some(ps) => {
-                    schema::prune(ps, v);
-                    true
-                }
-                None => preserve,
-            }
-        });
-    }
-    let errs = schema::validate(s, obj);
-    if errs.is_empty() { Ok(()) } else { Err(StatusError::invalid(&rt.kind, name, errs)) }
-}
-
-/// A change outside metadata and status (what bumps `generation`).
-fn spec_changed(old: &Value, new: &Value) -> bool {
-    let (Some(a), Some(b)) = (old.as_object(), new.as_object()) else { return old != new };
-    let skip = |k: &str| matches!(k, "metadata" | "status" | "apiVersion" | "kind");
-    let keys: HashSet<&String> = a.keys().chain(b.keys()).filter(|k| !skip(k)).collect();
-    keys.into_iter().any(|k| a.get(k) != b.get(k))
-}
-
-/// Defaults a real API server fills that clients read back.
-fn defaults(st: &mut State, rt: &ResourceType, o: &mut Map<String, Value>) {
-    let g = &rt.gvr;
-    if *g == Gvr::namespaces() {
-        let status = o.entry("status").or_insert_with(|| json!({}));
-        if status.get("phase").is_none() && status.is_object() {
-            status["phase"] = json!("Active");
-        }
-        let spec = o.entry("spec").or_insert_with(|| json!({}));
-        if spec.is_object() && spec.get("finalizers").is_none() {
-            spec["finalizers"] = json!(["kubernetes"]);
-        }
-    }
-    if rt.scale.is_some() && rt.crd.is_none() {
-        let spec = o.entry("spec").or_insert_with(|| json!({}));
-        if spec.is_object() && spec.get("replicas").is_none() {
-            spec["replicas"] = json!(1);
-        }
-    }
-    if *g == Gvr::services() {
-        let spec = o.entry("spec").or_insert_with(|| json!({}));
-        if spec.is_object() {
-            if spec.get("type").is_none() {
-                spec["type"] = json!("ClusterIP");
-            }
-            if spec.get("clusterIP").is_none() {
-                st.services += 1;
-                let n = st.services;
-                let ip = format!("10.96.{}.{}", (n / 250) % 250, n % 250 + 1);
-                spec["clusterIP"] = json!(ip);
-                spec["clusterIPs"] = json!([ip]);
-            }
-        }
-    }
-}
-
-fn crd_status(crd: &Value, types: &[ResourceType]) -> Value {
-    let t = now();
-    let stored: Vec<&str> = types.iter().filter(|t| t.storage).map(|t| t.gvr.version.as_str()).collect();
-    json!({
-        "acceptedNames": crd.pointer("/spec/names").cloned().unwrap_or_else(|| json!({})),
-        "conditions": [
-            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
-             "message": "no conflicts found", "lastTransitionTime": t},
-            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
-             "message": "the initial names have been accepted", "lastTransitionTime": t},
-        ],
-        "storedVersions": stored,
-    })
-}
-
-fn index_owners(
-    owners: &mut HashMap<String, HashSet<(Gvr, String, String)>>,
-    gvr: &Gvr,
-    ns: &str,
-    name: &str,
-    old: Option<&Value>,
-    new: Option<&Value>,
-) {
-    let uids = |v: Option<&Value>| -> Vec<String> {
-        v.and_then(|v| v.pointer("/metadata/ownerReferences"))
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter().filter_map(|r| r.get("uid").and_then(Value::as_str)).map(str::to_string).collect()
-            })
-            .unwrap_or_default()
-    };
-    let (before, after) = (uids(old), uids(new));
-    if before == after {
-        return;
-    }
-    let key = (gvr.clone(), ns.to_string(), name.to_string());
-    for u in before.iter().filter(|u| !after.contains(u)) {
-        if let Some(set) = owners.get_mut(u) {
-            set.remove(&key);
-            if set.is_empty() {
-                owners.remove(u);
-            }
-        }
-    }
-    for u in after {
-        owners.entry(u).or_default().insert(key.clone());
-    }
-}
-
-/// RFC 3339 to the second, as Kubernetes writes timestamps.
-pub fn now() -> String {
-    let secs = jiff::Timestamp::now().as_second();
-    jiff::Timestamp::from_second(secs).map(|t| t.to_string()).unwrap_or_default()
-}
-
-fn new_uid() -> String {
-    let x = fastrand::u128(..);
-    let h = format!("{x:032x}");
-    format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
-}
-
-fn random_suffix() -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    (0..5).map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char).collect()
-}
-
-fn encode_token(rv: u64, ns: &str, name: &str) -> String {
-    let raw = format!("{rv}/{ns}/{name}");
-    raw.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
-fn decode_token(t: &str) -> Option<(u64, String, String)> {
-    if t.len() % 2 != 0 || !t.is_ascii() {
-        return None;
-    }
-    let bytes: Option<Vec<u8>> =
-        (0..t.len()).step_by(2).map(|i| u8::from_str_radix(&t[i..i + 2], 16).ok()).collect();
-    let raw = String::from_utf8(bytes?).ok()?;
-    let mut parts = raw.splitn(3, '/');
-    let rv = parts.next()?.parse().ok()?;
-    Some((rv, parts.next()?.to_string(), parts.next()?.to_string()))
-}
+#[path = "store_read.rs"]
+mod read;
 
 #[cfg(test)]
 #[path = "store_tests.rs"]

@@ -1,5 +1,6 @@
 use serde_json::json;
 
+use super::read::encode_token;
 use super::*;
 
 fn store_with_ns(ns: &str) -> Store {
