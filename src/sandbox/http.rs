@@ -333,6 +333,9 @@ impl Req {
     /// The request body as JSON (or YAML when it says so).
     fn body_value(&self) -> Result<Value, StatusError> {
         let ct = self.content_type();
+        if ct == "application/vnd.kubernetes.protobuf" {
+            return super::proto::decode(&self.body);
+        }
         if ct.contains("protobuf") || ct.contains("cbor") {
             return Err(StatusError::new(
                 415,

@@ -13,6 +13,7 @@ pub mod http;
 pub mod kubeconfig;
 pub mod meta;
 pub mod patch;
+pub mod proto;
 pub mod registry;
 pub mod schema;
 pub mod select;
