@@ -382,7 +382,9 @@ async fn handle(r: &Req, method: &Method) -> Result<Response, StatusError> {
         Some(_) => return Err(StatusError::no_such_type()),
     }
     let name = r.t.name.clone();
-    match (method.clone(), name, sub) {
+    // HEAD is a GET whose body hyper drops.
+    let method = if *method == Method::HEAD { Method::GET } else { method.clone() };
+    match (method, name, sub) {
         (Method::GET, None, _) if is_true(r.q.get("watch")) => watch::serve(r, &rt).await,
         (Method::GET, None, _) => list(r, &rt),
         (Method::GET, Some(n), Some("scale")) => {
