@@ -97,6 +97,21 @@ async fn a_request_is_applied_reports_ready_and_reapplies_only_on_a_new_generati
     })
     .await;
     assert_eq!(condition(&s, "Ready"), Some(("True".into(), "ReplicasReady".into())));
+    // Each transition left an Event on the request (what `kubectl describe sr` lists).
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(b.client.clone(), &b.ns);
+    let reasons: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("scale-web"))
+        .filter_map(|e| e.reason)
+        .collect();
+    assert!(
+        reasons.contains(&"Scaled".to_string()) && reasons.contains(&"ReplicasReady".to_string()),
+        "{reasons:?}"
+    );
 
     // A later scale by someone else is not reverted.
     let target = ControllerTarget { scope: b.ns.clone(), name: "web".into(), kind: None };
