@@ -192,3 +192,23 @@ async fn a_finished_request_is_deleted_after_its_ttl() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_new_generation_clears_the_outcome_of_the_old_one() {
+    let b = bed().await;
+    let _stop = with_controller(&b).await;
+    b.deployment("web", 1).await;
+    let srs: Api<ScaleRequest> = Api::namespaced(b.client.clone(), &b.ns);
+    srs.create(&PostParams::default(), &request("retarget", "web", 2)).await.expect("create sr");
+    wait_status(&srs, "retarget", "Applied", Duration::from_secs(15), |s| s.applied_replicas == Some(2))
+        .await;
+    let patch = json!({"spec": {"target": {"name": "ghost"}}});
+    srs.patch("retarget", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("retarget");
+    let s = wait_status(&srs, "retarget", "generation 2 failed", Duration::from_secs(15), |s| {
+        s.observed_generation == Some(2) && s.phase == Some(Phase::Failed)
+    })
+    .await;
+    assert_eq!((s.applied_replicas, s.previous_replicas), (None, None), "{s:?}");
+    assert_eq!(condition(&s, "Applied"), Some(("False".into(), "TargetNotFound".into())));
+    assert!(condition(&s, "Ready").is_none(), "no Ready of generation 1 left: {s:?}");
+}
