@@ -7,6 +7,7 @@
 //! `discovery`, `table`); `stats` and `faults` are the test hooks; `state` persists objects across runs.
 
 pub mod apply;
+pub mod controllers;
 pub mod discovery;
 pub mod faults;
 pub mod http;
@@ -15,6 +16,7 @@ pub mod meta;
 pub mod patch;
 pub mod registry;
 pub mod schema;
+pub mod seed;
 pub mod select;
 pub mod state;
 pub mod stats;
@@ -223,11 +225,21 @@ fn listen_addr(listen: &str) -> String {
 
 // Seams to the simulated controllers and seed data (sbsim's `controllers` and `seed` modules); the lead points
 // them at `controllers::spawn`, `seed::demo` and `seed::load_pods` at merge.
-fn start_simulation(_store: &Store, _pod_start_delay: Duration) {}
+fn start_simulation(store: &Store, pod_start_delay: Duration) {
+    drop(controllers::spawn(store.clone(), pod_start_delay));
+}
 
-fn seed_demo(_store: &Store) {}
+fn seed_demo(store: &Store) {
+    if let Err(e) = seed::demo(store) {
+        tracing::warn!(error = %e, "cannot seed the demo data");
+    }
+}
 
-fn seed_load(_store: &Store, _pods: u32) {}
+fn seed_load(store: &Store, pods: u32) {
+    if let Err(e) = seed::load_pods(store, pods) {
+        tracing::warn!(error = %e, "cannot seed the load pods");
+    }
+}
 
 #[cfg(test)]
 mod tests {
