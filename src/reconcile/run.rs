@@ -1,0 +1,344 @@
+//! The executor: one [`Reconciler`] that REST writes and the ScaleRequest controller both call. It resolves
+//! the target, submits "set N" to the keyed queue, and dispatches each execution to the provider's
+//! [`Scaler`] by `target.provider`.
+//!
+//! It does no provider I/O itself (that is `provider::k8s::write` or the ECS provider) and builds no HTTP
+//! responses.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+use super::crd::TargetProvider;
+use super::queue::{Executor, Outcome, ScaleQueue, Scaled, TargetKey, to_error};
+use crate::cache::model::ControllerKind;
+use crate::metrics::metrics;
+use crate::provider::{self, Fragment, ProviderError};
+
+pub use crate::cache::ResolvedController as Resolved;
+
+/// A provider that can set the replicas of a controller (Kubernetes `/scale`, ECS `UpdateService`).
+pub trait Scaler: Send + Sync {
+    /// The target as the provider's cache shows it now; `Ok(None)` when it does not exist. Never does I/O.
+    fn observe(
+        &self,
+        scope: &str,
+        name: &str,
+        kind: Option<ControllerKind>,
+    ) -> provider::Result<Option<Resolved>>;
+
+    /// Set the replicas; resolves once the provider accepted the count and the cache shows it. Safe to repeat.
+    fn scale(
+        &self,
+        scope: String,
+        name: String,
+        kind: Option<ControllerKind>,
+        replicas: i32,
+    ) -> BoxFuture<'_, provider::Result<Scaled>>;
+}
+
+/// The scalers by provider; a provider that is not enabled has none.
+#[derive(Clone, Default)]
+pub struct Scalers {
+    pub k8s: Option<Arc<dyn Scaler>>,
+    pub ecs: Option<Arc<dyn Scaler>>,
+}
+
+impl Scalers {
+    fn get(&self, provider: TargetProvider) -> provider::Result<&Arc<dyn Scaler>> {
+        let scaler = match provider {
+            TargetProvider::K8s => self.k8s.as_ref(),
+            TargetProvider::Ecs => self.ecs.as_ref(),
+        };
+        scaler.ok_or_else(|| {
+            ProviderError::CapabilityNotSupported(format!(
+                "the {} provider is not enabled",
+                provider.as_str()
+            ))
+        })
+    }
+}
+
+/// Who asked for a write: a label value of `machinist_reconcile_total{source}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Crd,
+    Rest,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Crd => "crd",
+            Source::Rest => "rest",
+        }
+    }
+}
+
+/// A bounded label value for an error (never its text).
+pub fn error_label(error: &ProviderError) -> &'static str {
+    match error {
+        ProviderError::NotReady { .. } => "not_ready",
+        ProviderError::ScopeNotWatched { .. } => "scope_not_watched",
+        ProviderError::NotFound(_) => "not_found",
+        ProviderError::Invalid { .. } => "invalid",
+        ProviderError::Conflict(_) => "conflict",
+        ProviderError::CapabilityNotSupported(_) => "not_supported",
+        ProviderError::Timeout { .. } => "timeout",
+        ProviderError::Upstream(_) => "upstream",
+        ProviderError::Throttled { .. } => "throttled",
+    }
+}
+
+/// The one write path for replicas.
+pub struct Reconciler {
+    queue: Arc<ScaleQueue>,
+    scalers: Scalers,
+}
+
+impl Reconciler {
+    pub fn new(scalers: Scalers) -> Arc<Reconciler> {
+        let dispatch = scalers.clone();
+        let exec: Executor = Arc::new(move |key: TargetKey, replicas: i32| {
+            let scalers = dispatch.clone();
+            async move {
+                let scaler = scalers.get(key.provider).map_err(Arc::new)?;
+                let result = scaler.scale(key.scope.clone(), key.name.clone(), key.kind, replicas).await;
+                let label = match &result {
+                    Ok(_) => "success",
+                    Err(e) => error_label(e),
+                };
+                metrics().writes.with_label_values(&[key.provider.as_str(), "scale", label]).inc();
+                result.map_err(Arc::new)
+            }
+            .boxed()
+        });
+        Arc::new(Reconciler { queue: ScaleQueue::new(exec), scalers })
+    }
+
+    /// The target as the provider's cache shows it (no I/O).
+    pub fn observe(
+        &self,
+        provider: TargetProvider,
+        scope: &str,
+        name: &str,
+        kind: Option<ControllerKind>,
+    ) -> provider::Result<Option<Resolved>> {
+        self.scalers.get(provider)?.observe(scope, name, kind)
+    }
+
+    /// Set `replicas` on a target and wait for the outcome of the write that settled it (see `queue`'s
+    /// docs: a newer count for the same target may settle it instead). No deadline: callers that have one
+    /// use [`Reconciler::scale_within`].
+    pub async fn scale(&self, source: Source, target: &TargetKey, replicas: i32) -> provider::Result<Scaled> {
+        let started = Instant::now();
+        let result = self.scale_inner(target, replicas).await;
+        record(source, started, &result);
+        result
+    }
+
+    /// [`Reconciler::scale`] with a deadline: past it, `Timeout` (504) with a Retry-After; the write goes on
+    /// and repeating the request is safe.
+    pub async fn scale_within(
+        &self,
+        source: Source,
+        deadline: Duration,
+        target: &TargetKey,
+        replicas: i32,
+    ) -> provider::Result<Scaled> {
+        let started = Instant::now();
+        let result = match tokio::time::timeout(deadline, self.scale_inner(target, replicas)).await {
+            Ok(result) => result,
+            Err(_) => Err(ProviderError::Timeout {
+                detail: format!(
+                    "scaling {} in {} to {replicas} was not confirmed within {}s; it goes on, and repeating the \
+                     request is safe",
+                    target.name,
+                    target.scope,
+                    deadline.as_secs()
+                ),
+                retry_after_secs: deadline.as_secs().clamp(1, 30),
+            }),
+        };
+        record(source, started, &result);
+        result
+    }
+
+    async fn scale_inner(&self, target: &TargetKey, replicas: i32) -> provider::Result<Scaled> {
+        if replicas < 0 {
+            return Err(ProviderError::invalid("replicas", "must be an integer >= 0"));
+        }
+        let TargetKey { provider, scope, kind, name } = target;
+        // Resolve the kind first so that `web` and `Deployment/web` share one queue slot.
+        let resolved = self
+            .observe(*provider, scope, name, *kind)?
+            .ok_or_else(|| not_found(*provider, scope, name, *kind))?;
+        let key = TargetKey { kind: Some(resolved.kind), ..target.clone() };
+        let outcome: Outcome = self.queue.submit(key, replicas).await.map_err(|_| {
+            ProviderError::Upstream("the write queue stopped before the write finished".to_string())
+        })?;
+        outcome.map_err(|e| to_error(&e))
+    }
+
+    /// Targets with a write running or waiting.
+    pub fn queue_depth(&self) -> usize {
+        self.queue.depth()
+    }
+}
+
+fn record(source: Source, started: Instant, result: &provider::Result<Scaled>) {
+    let m = metrics();
+    m.reconcile_duration.with_label_values(&[source.as_str()]).observe(started.elapsed().as_secs_f64());
+    let label = match result {
+        Ok(_) => "success",
+        Err(e) => error_label(e),
+    };
+    m.reconciles.with_label_values(&[source.as_str(), label]).inc();
+}
+
+pub fn not_found(
+    provider: TargetProvider,
+    scope: &str,
+    name: &str,
+    kind: Option<ControllerKind>,
+) -> ProviderError {
+    let what = kind.map(ControllerKind::as_str).unwrap_or("controller");
+    let scope_kind = match provider {
+        TargetProvider::K8s => "namespace",
+        TargetProvider::Ecs => "cluster",
+    };
+    ProviderError::NotFound(format!("{what} {name} not found in {scope_kind} {scope}"))
+}
+
+/// The controller fragment of a [`Scaled`], or an error saying the cache lost it.
+pub fn scaled_fragment(scaled: &Scaled) -> provider::Result<Fragment> {
+    scaled.controller.clone().ok_or_else(|| {
+        ProviderError::Upstream(format!(
+            "{} {} was scaled but is not in the cache",
+            scaled.kind.as_str(),
+            scaled.name
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A scaler over a map, standing in for a provider.
+    #[derive(Default)]
+    struct MapScaler {
+        replicas: Mutex<HashMap<String, i32>>,
+        delay: Duration,
+    }
+
+    impl Scaler for MapScaler {
+        fn observe(
+            &self,
+            _scope: &str,
+            name: &str,
+            kind: Option<ControllerKind>,
+        ) -> provider::Result<Option<Resolved>> {
+            if kind.is_some_and(|k| k != ControllerKind::Deployment) {
+                return Ok(None);
+            }
+            Ok(self.replicas.lock().unwrap().get(name).map(|&r| Resolved {
+                kind: ControllerKind::Deployment,
+                name: name.to_string(),
+                replicas: r,
+                ready_replicas: r,
+            }))
+        }
+
+        fn scale(
+            &self,
+            _scope: String,
+            name: String,
+            _kind: Option<ControllerKind>,
+            replicas: i32,
+        ) -> BoxFuture<'_, provider::Result<Scaled>> {
+            async move {
+                tokio::time::sleep(self.delay).await;
+                let previous = self.replicas.lock().unwrap().insert(name.clone(), replicas).unwrap_or(0);
+                Ok(Scaled {
+                    kind: ControllerKind::Deployment,
+                    name,
+                    previous,
+                    applied: replicas,
+                    controller: None,
+                })
+            }
+            .boxed()
+        }
+    }
+
+    fn web(name: &str, kind: Option<ControllerKind>) -> TargetKey {
+        TargetKey { provider: TargetProvider::K8s, scope: "default".into(), kind, name: name.into() }
+    }
+
+    fn reconciler(delay: Duration) -> Arc<Reconciler> {
+        let scaler = MapScaler { delay, ..Default::default() };
+        scaler.replicas.lock().unwrap().insert("web".into(), 1);
+        Reconciler::new(Scalers { k8s: Some(Arc::new(scaler)), ecs: None })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn scale_resolves_and_reports_previous_and_applied() {
+        let r = reconciler(Duration::from_millis(10));
+        let s = r.scale(Source::Rest, &web("web", None), 4).await.unwrap();
+        assert_eq!((s.previous, s.applied, s.kind), (1, 4, ControllerKind::Deployment));
+        let obs = r.observe(TargetProvider::K8s, "default", "web", None).unwrap().unwrap();
+        assert_eq!(obs.replicas, 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn missing_target_kind_mismatch_and_disabled_provider_are_errors() {
+        let r = reconciler(Duration::from_millis(10));
+        let e = r.scale(Source::Rest, &web("api", None), 4).await.unwrap_err();
+        assert!(
+            matches!(e, ProviderError::NotFound(ref m) if m == "controller api not found in namespace default")
+        );
+        let pinned = Some(ControllerKind::StatefulSet);
+        let e = r.scale(Source::Rest, &web("web", pinned), 4).await.unwrap_err();
+        assert!(matches!(e, ProviderError::NotFound(ref m) if m.starts_with("StatefulSet web")));
+        let e = r
+            .scale(Source::Crd, &TargetKey { provider: TargetProvider::Ecs, ..web("web", None) }, 4)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ProviderError::CapabilityNotSupported(_)));
+        let e = r.scale(Source::Rest, &web("web", None), -1).await.unwrap_err();
+        assert!(matches!(e, ProviderError::Invalid { .. }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_write_times_out_with_retry_after_and_still_lands() {
+        let r = reconciler(Duration::from_secs(30));
+        let e =
+            r.scale_within(Source::Rest, Duration::from_secs(10), &web("web", None), 7).await.unwrap_err();
+        assert!(matches!(e, ProviderError::Timeout { retry_after_secs: 10, .. }), "{e:?}");
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        let obs = r.observe(TargetProvider::K8s, "default", "web", None).unwrap().unwrap();
+        assert_eq!(obs.replicas, 7, "the write went on after the caller gave up");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_writers_end_at_the_last_submitted_count() {
+        let r = reconciler(Duration::from_millis(50));
+        let target = web("web", None);
+        let (a, b, c) = tokio::join!(
+            r.scale(Source::Rest, &target, 2),
+            r.scale(Source::Rest, &target, 3),
+            r.scale(Source::Crd, &target, 9),
+        );
+        // All three were queued before the first started: the newest count settles every one of them.
+        assert_eq!(a.unwrap().applied, 9);
+        assert_eq!(b.unwrap().applied, 9);
+        assert_eq!(c.unwrap().applied, 9);
+        assert_eq!(r.observe(TargetProvider::K8s, "default", "web", None).unwrap().unwrap().replicas, 9);
+    }
+}
