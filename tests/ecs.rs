@@ -373,3 +373,36 @@ async fn the_sandbox_demo_data_is_served() {
         .collect();
     assert_eq!(ports, vec![("api".into(), 8080), ("web".into(), 80)]);
 }
+
+#[tokio::test]
+async fn scales_go_through_the_reconciler_for_rest_and_scale_requests() {
+    use machinist::reconcile::crd::TargetProvider;
+    use machinist::reconcile::queue::TargetKey;
+    use machinist::reconcile::run::{Reconciler, Scalers, Source};
+
+    let emu = common::shared().await;
+    let acct = common::account();
+    let ecs = admin(emu, &acct).await;
+    common::cluster(&ecs, "rq").await;
+    common::service(&ecs, "rq", "api", 1, None).await;
+    let provider = common::connected(emu, &acct, &["rq"]).await;
+    provider.refresh("rq").await.expect("refresh");
+    let reconciler = Reconciler::new(Scalers { k8s: None, ecs: Some(provider.scaler()) });
+    provider.attach_reconciler(reconciler.clone(), Duration::from_secs(10));
+
+    // REST: Writes::scale enters the reconciler's queue.
+    let c = value(&provider.writes().scale(target("rq", "api"), 4).await.expect("rest scale"));
+    assert_eq!(c["replicas"], 4);
+    assert_eq!(running_tasks(&ecs, "rq", "api").await, 4);
+
+    // A ScaleRequest with target.provider: ecs reaches the same path.
+    let key = TargetKey { provider: TargetProvider::Ecs, scope: "rq".into(), kind: None, name: "api".into() };
+    let scaled = reconciler.scale(Source::Crd, &key, 2).await.expect("crd scale");
+    assert_eq!((scaled.previous, scaled.applied), (4, 2));
+    assert_eq!(running_tasks(&ecs, "rq", "api").await, 2);
+    assert_eq!(provider.reads().machines("rq", &[]).expect("machines").len(), 2, "read-your-writes");
+
+    let missing = TargetKey { name: "nope".into(), ..key };
+    let err = reconciler.scale(Source::Crd, &missing, 1).await.expect_err("unknown service");
+    assert!(matches!(err, ProviderError::NotFound(_)), "{err:?}");
+}

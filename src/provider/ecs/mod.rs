@@ -13,7 +13,7 @@ mod poll;
 mod write;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -27,11 +27,15 @@ use self::poll::KnownTask;
 pub use self::poll::Snapshot;
 pub use self::write::MAX_TAGS;
 use crate::cache::Cache;
+use crate::cache::model::ControllerKind;
 use crate::config::EcsArgs;
 use crate::provider::{
     Capabilities, ControllerTarget, Fragment, Health, ManifestKind, Provider, ProviderError, ReadModel,
     Result, Writes,
 };
+use crate::reconcile::crd::TargetProvider;
+use crate::reconcile::queue::{Scaled, TargetKey};
+use crate::reconcile::run::{Reconciler, Resolved, Scaler, Source, scaled_fragment};
 
 /// Everything the ECS provider needs, resolved from flags and environment once, at start.
 #[derive(Clone, Debug)]
@@ -138,6 +142,38 @@ impl Inner {
 pub struct EcsProvider {
     inner: Arc<Inner>,
     pollers: Vec<tokio::task::JoinHandle<()>>,
+    /// REST scales go through this reconciler (with the REST write deadline) once attached.
+    reconciler: OnceLock<(Arc<Reconciler>, Duration)>,
+}
+
+/// The reconciler's handle on ECS: observe from the cache, scale with UpdateService + targeted refresh.
+pub struct EcsScaler {
+    inner: Arc<Inner>,
+}
+
+impl Scaler for EcsScaler {
+    fn observe(&self, scope: &str, name: &str, kind: Option<ControllerKind>) -> Result<Option<Resolved>> {
+        match self.inner.cache.resolve_controller(scope, name, kind) {
+            Ok(resolved) => Ok(Some(resolved)),
+            Err(ProviderError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn scale(
+        &self,
+        scope: String,
+        name: String,
+        _kind: Option<ControllerKind>,
+        replicas: i32,
+    ) -> BoxFuture<'_, Result<Scaled>> {
+        async move {
+            let (previous, applied) = self.inner.scale_service(&scope, &name, replicas).await?;
+            let controller = self.inner.cache.controller(&scope, &name, None).ok();
+            Ok(Scaled { kind: ControllerKind::Service, name, previous, applied, controller })
+        }
+        .boxed()
+    }
 }
 
 impl Drop for EcsProvider {
@@ -174,7 +210,18 @@ impl EcsProvider {
             known: Mutex::default(),
             errors: Mutex::default(),
         };
-        Ok(EcsProvider { inner: Arc::new(inner), pollers: Vec::new() })
+        Ok(EcsProvider { inner: Arc::new(inner), pollers: Vec::new(), reconciler: OnceLock::new() })
+    }
+
+    /// The scaler to register as `Scalers.ecs` of the reconciler.
+    pub fn scaler(&self) -> Arc<dyn Scaler> {
+        Arc::new(EcsScaler { inner: self.inner.clone() })
+    }
+
+    /// Send REST scales through `reconciler` (which must hold this provider's [`EcsProvider::scaler`]),
+    /// answering 504 after `write_timeout`. Without it, REST scales call UpdateService directly.
+    pub fn attach_reconciler(&self, reconciler: Arc<Reconciler>, write_timeout: Duration) {
+        let _ = self.reconciler.set((reconciler, write_timeout));
     }
 
     pub fn cache(&self) -> &Arc<Cache> {
@@ -238,11 +285,21 @@ fn not_supported(what: &str) -> ProviderError {
 }
 
 impl Writes for EcsProvider {
-    // TODO(lead, at merge): route through the reconciler queue; this calls UpdateService directly, then
-    // the targeted refresh (read-your-writes).
     fn scale(&self, target: ControllerTarget, replicas: i32) -> BoxFuture<'_, Result<Fragment>> {
         async move {
-            self.inner.scale_service(&target.scope, &target.name, replicas).await?;
+            if let Some((reconciler, timeout)) = self.reconciler.get() {
+                let key = TargetKey {
+                    provider: TargetProvider::Ecs,
+                    scope: target.scope,
+                    kind: target.kind,
+                    name: target.name,
+                };
+                let scaled = reconciler.scale_within(Source::Rest, *timeout, &key, replicas).await?;
+                return scaled_fragment(&scaled);
+            }
+            let result = self.inner.scale_service(&target.scope, &target.name, replicas).await;
+            write::record("scale", &result);
+            result?;
             self.inner.cache.controller(&target.scope, &target.name, None)
         }
         .boxed()

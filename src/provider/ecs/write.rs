@@ -13,12 +13,18 @@ use super::error::EcsError;
 use crate::metrics::metrics;
 use crate::provider::ReadModel;
 use crate::provider::{ProviderError, Result};
+use crate::reconcile::run::error_label;
 
 /// ECS allows at most 50 user tags per resource.
 pub const MAX_TAGS: usize = 50;
 
-fn record(op: &str, ok: bool) {
-    metrics().writes.with_label_values(&["ecs", op, if ok { "ok" } else { "error" }]).inc();
+/// `machinist_provider_writes_total{provider="ecs",op,result}`, labelled like the reconciler's.
+pub(crate) fn record<T>(op: &str, result: &Result<T>) {
+    let label = match result {
+        Ok(_) => "success",
+        Err(e) => error_label(e),
+    };
+    metrics().writes.with_label_values(&["ecs", op, label]).inc();
 }
 
 /// Validate a label change against ECS's tag rules and the 50-tag limit, given the current labels.
@@ -78,7 +84,6 @@ impl Inner {
             .send()
             .await
             .map_err(|e| EcsError::from_sdk("UpdateService", e));
-        record("scale", out.is_ok());
         let out = out.map_err(|e| match e {
             EcsError::NotFound(_) => {
                 ProviderError::NotFound(format!("service {service} not found in cluster {cluster}"))
@@ -103,13 +108,14 @@ impl Inner {
             .send()
             .await
             .map_err(|e| EcsError::from_sdk("DeleteService", e));
-        record("delete", out.is_ok());
-        out.map_err(|e| match e {
+        let out = out.map_err(|e| match e {
             EcsError::NotFound(_) => {
                 ProviderError::NotFound(format!("service {service} not found in cluster {cluster}"))
             }
             other => other.into(),
-        })?;
+        });
+        record("delete_controller", &out);
+        out?;
         self.sync_cluster(cluster).await.map_err(ProviderError::from)
     }
 
@@ -138,16 +144,16 @@ impl Inner {
         };
         if !set.is_empty() {
             let out = self.api.client.tag_resource().resource_arn(&arn).set_tags(Some(set)).send().await;
-            let out = out.map_err(|e| EcsError::from_sdk("TagResource", e));
-            record("labels", out.is_ok());
-            out.map_err(map_err)?;
+            let out = out.map_err(|e| EcsError::from_sdk("TagResource", e)).map_err(map_err);
+            record("patch_labels", &out);
+            out?;
         }
         if !remove.is_empty() {
             let out =
                 self.api.client.untag_resource().resource_arn(&arn).set_tag_keys(Some(remove)).send().await;
-            let out = out.map_err(|e| EcsError::from_sdk("UntagResource", e));
-            record("labels", out.is_ok());
-            out.map_err(map_err)?;
+            let out = out.map_err(|e| EcsError::from_sdk("UntagResource", e)).map_err(map_err);
+            record("patch_labels", &out);
+            out?;
         }
         let controller = self.cache.machine(cluster, id).ok().and_then(|frag| {
             let m: crate::cache::model::Machine = serde_json::from_str(frag.get()).ok()?;
