@@ -406,3 +406,42 @@ async fn scales_go_through_the_reconciler_for_rest_and_scale_requests() {
     let err = reconciler.scale(Source::Crd, &missing, 1).await.expect_err("unknown service");
     assert!(matches!(err, ProviderError::NotFound(_)), "{err:?}");
 }
+
+/// Staleness after an external change: the time from an UpdateService made outside machinist until the
+/// cache shows it. Target (issue 6): p99 ≤ interval + 1 s; asserted with slack for a loaded CI machine.
+#[tokio::test]
+async fn external_changes_show_up_within_about_one_interval() {
+    let emu = common::shared().await;
+    let acct = common::account();
+    let ecs = admin(emu, &acct).await;
+    common::cluster(&ecs, "fresh").await;
+    common::service(&ecs, "fresh", "web", 1, None).await;
+    let interval = Duration::from_secs(1);
+    let provider =
+        EcsProvider::start(common::settings(emu, &acct, &["fresh"], interval)).await.expect("start");
+    wait_until(30, "first sync", || async { provider.health().synced }).await;
+
+    let mut samples = Vec::new();
+    for i in 0..6 {
+        let desired = if i % 2 == 0 { 2 } else { 1 };
+        let started = Instant::now();
+        ecs.update_service()
+            .cluster("fresh")
+            .service("web")
+            .desired_count(desired)
+            .send()
+            .await
+            .expect("scale");
+        wait_until(30, "the change in the cache", || async {
+            provider.reads().machines("fresh", &[]).map(|m| m.len() == desired as usize).unwrap_or(false)
+        })
+        .await;
+        samples.push(started.elapsed());
+        // Land the next change at a different phase of the poll cycle.
+        tokio::time::sleep(Duration::from_millis(170 * i as u64)).await;
+    }
+    samples.sort();
+    let worst = samples[samples.len() - 1];
+    println!("staleness with a {interval:?} interval: {samples:?}");
+    assert!(worst <= interval * 3 + Duration::from_secs(2), "worst staleness {worst:?}");
+}
