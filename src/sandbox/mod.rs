@@ -7,6 +7,7 @@
 //! `discovery`, `table`); `stats` and `faults` are the test hooks; `state` persists objects across runs.
 
 pub mod apply;
+pub mod cli;
 pub mod discovery;
 pub mod faults;
 pub mod http;
@@ -74,6 +75,8 @@ pub enum SandboxError {
     State(#[from] state::StateError),
     #[error("cannot set up the sandbox: {0}")]
     Setup(StatusError),
+    #[error("cannot write the kubeconfig {path}: {source}")]
+    Kubeconfig { path: String, source: std::io::Error },
 }
 
 /// A running sandbox. Dropping it or calling `shutdown()` stops it.
