@@ -7,7 +7,6 @@
 //! `discovery`, `table`); `stats` and `faults` are the test hooks; `state` persists objects across runs.
 
 pub mod apply;
-pub mod cli;
 pub mod discovery;
 pub mod faults;
 pub mod http;
@@ -26,6 +25,9 @@ pub mod table;
 pub mod watch;
 
 mod gateway;
+
+// `machinist sandbox` entry points.
+pub mod cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
