@@ -274,3 +274,19 @@ async fn deleting_a_namespace_deletes_its_contents() {
     let err = api.create(&PostParams::default(), &cm).await.expect_err("namespace gone");
     assert_eq!(api_err(err), (404, "NotFound".into()));
 }
+
+#[tokio::test]
+async fn re_applying_the_same_configuration_is_a_no_op() {
+    let (sb, c) = common::start().await;
+    let ns = common::fresh_namespace(&sb);
+    let api: Api<Deployment> = Api::namespaced(c, &ns);
+    let pp = PatchParams::apply("ctrl");
+    let first = api.patch("web", &pp, &Patch::Apply(dep("web", 2))).await.expect("apply");
+    let rv = sb.store.resource_version();
+    let again = api.patch("web", &pp, &Patch::Apply(dep("web", 2))).await.expect("apply again");
+    assert_eq!(again.resource_version(), first.resource_version());
+    assert_eq!(sb.store.resource_version(), rv, "no write, no event");
+    let changed = api.patch("web", &pp, &Patch::Apply(dep("web", 3))).await.expect("apply a change");
+    assert_ne!(changed.resource_version(), first.resource_version());
+    assert_eq!(changed.metadata.generation, Some(2));
+}
