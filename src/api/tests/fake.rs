@@ -107,7 +107,11 @@ pub fn machine(id: &str, tier: &str) -> Machine {
         image: "myapp:1.2.0".into(),
         image_digest: Some("sha256:4f1c".into()),
         labels: BTreeMap::from([("app".into(), "web".into()), ("tier".into(), tier.into())]),
-        controller: Some(ControllerRef { name: "web".into(), kind: "Deployment".into(), api_version: "apps/v1".into() }),
+        controller: Some(ControllerRef {
+            name: "web".into(),
+            kind: "Deployment".into(),
+            api_version: "apps/v1".into(),
+        }),
         resources: Resources {
             limits: BTreeMap::from([("cpu".into(), "1".into())]),
             requests: BTreeMap::from([("cpu".into(), "500m".into())]),
@@ -291,7 +295,11 @@ impl Provider for Fake {
     }
 
     fn health(&self) -> Health {
-        self.health.lock().map(|h| h.clone()).unwrap_or(Health { healthy: false, synced: false, reason: None })
+        self.health.lock().map(|h| h.clone()).unwrap_or(Health {
+            healthy: false,
+            synced: false,
+            reason: None,
+        })
     }
 
     fn reads(&self) -> &dyn ReadModel {

@@ -67,7 +67,10 @@ async fn controller_reads_and_hints() {
     let list = get(r, "/k8s/controllers/default").await.ok();
     assert_eq!(list["controllers"][0]["name"], "web");
     assert_eq!(list["controllers"][0]["providerMetadata"]["kind"], "Deployment");
-    assert_eq!(get(r, "/k8s/controllers/default?machineId=web-1").await.ok()["controllers"][0]["name"], "web");
+    assert_eq!(
+        get(r, "/k8s/controllers/default?machineId=web-1").await.ok()["controllers"][0]["name"],
+        "web"
+    );
     assert_eq!(get(r, "/k8s/controllers/default?machineId=other").await.ok(), json!({"controllers": []}));
     let one = get(r, "/k8s/controllers/default/web").await.ok();
     assert_eq!(one["controller"]["machines"].as_array().map(Vec::len), Some(2));
@@ -151,7 +154,8 @@ async fn scale_validates_replicas_and_is_sent_once() {
         ["scale default/web Some(Deployment) 5", "scale default/web None 0"],
         "invalid bodies must not reach the provider"
     );
-    let ecs = send(r, "POST", "/ecs/controllers/my_cluster/web?kind=Deployment", Some(json!({"replicas": 2})));
+    let ecs =
+        send(r, "POST", "/ecs/controllers/my_cluster/web?kind=Deployment", Some(json!({"replicas": 2})));
     assert_eq!(ecs.await.ok()["replicas"], 2);
     assert_eq!(app.ecs.calls(), ["scale my_cluster/web None 2"]);
 }
@@ -170,7 +174,11 @@ async fn deletes_answer_200_with_a_body() {
     assert_eq!(route["deleted"], true);
     assert_eq!(
         app.k8s.calls(),
-        ["delete_controller default/web None", "delete_service default/web", "delete_httproute default/route-1"]
+        [
+            "delete_controller default/web None",
+            "delete_service default/web",
+            "delete_httproute default/route-1"
+        ]
     );
 }
 
@@ -181,10 +189,7 @@ async fn label_patch_merges_and_validates() {
     let body = json!({"labels": {"team": "a", "old": null}});
     let machine = send(r, "PATCH", "/k8s/machines/default/web-1/labels", Some(body)).await.ok();
     assert_eq!(machine["id"], "web-1");
-    assert_eq!(
-        app.k8s.calls(),
-        [r#"patch_labels default/web-1 {"old": None, "team": Some("a")}"#]
-    );
+    assert_eq!(app.k8s.calls(), [r#"patch_labels default/web-1 {"old": None, "team": Some("a")}"#]);
     for bad in [
         json!({"labels": {"bad key": "x"}}),
         json!({"labels": {"ok": "-bad-"}}),
@@ -192,7 +197,9 @@ async fn label_patch_merges_and_validates() {
         json!({"labels": ["a"]}),
         json!({"other": {}}),
     ] {
-        send(r, "PATCH", "/k8s/machines/default/web-1/labels", Some(bad)).await.problem(400, "validation-failed");
+        send(r, "PATCH", "/k8s/machines/default/web-1/labels", Some(bad))
+            .await
+            .problem(400, "validation-failed");
     }
     assert_eq!(app.k8s.calls().len(), 1);
     // ECS tags follow ECS rules, not Kubernetes ones.
@@ -208,7 +215,8 @@ async fn manifest_puts_validate_against_route_and_namespace() {
     let applied = send(r, "PUT", "/k8s/controllers/default", Some(deployment(Some("web"), None))).await.ok();
     assert_eq!(applied["metadata"]["namespace"], "default");
     send(r, "PUT", "/k8s/controllers/default", Some(deployment(Some("web"), Some("default")))).await.ok();
-    let mismatch = send(r, "PUT", "/k8s/controllers/default", Some(deployment(Some("web"), Some("prod")))).await;
+    let mismatch =
+        send(r, "PUT", "/k8s/controllers/default", Some(deployment(Some("web"), Some("prod")))).await;
     assert_eq!(mismatch.problem(400, "validation-failed")["errors"][0]["field"], "metadata.namespace");
     let unnamed = send(r, "PUT", "/k8s/controllers/default", Some(deployment(None, None))).await;
     assert_eq!(unnamed.problem(400, "validation-failed")["errors"][0]["field"], "metadata.name");
@@ -219,7 +227,10 @@ async fn manifest_puts_validate_against_route_and_namespace() {
     send(r, "PUT", "/api/v1/k8s/controllers/default", Some(sts)).await.ok();
     let route = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
         "metadata": {"name": "route-1"}, "spec": {}});
-    assert_eq!(send(r, "PUT", "/k8s/gateway/httproutes/default", Some(route)).await.ok()["kind"], "HTTPRoute");
+    assert_eq!(
+        send(r, "PUT", "/k8s/gateway/httproutes/default", Some(route)).await.ok()["kind"],
+        "HTTPRoute"
+    );
     assert_eq!(app.k8s.calls().len(), 5, "{:?}", app.k8s.calls());
 }
 
@@ -252,7 +263,9 @@ async fn provider_and_scope_problems() {
     let app = k8s_only();
     let r = &app.router;
     get(r, "/ecs/machines/my_cluster").await.problem(404, "provider-not-enabled");
-    send(r, "POST", "/ecs/controllers/c/web", Some(json!({"replicas": 1}))).await.problem(404, "provider-not-enabled");
+    send(r, "POST", "/ecs/controllers/c/web", Some(json!({"replicas": 1})))
+        .await
+        .problem(404, "provider-not-enabled");
     get(r, "/azure/machines/default").await.problem(404, "not-found");
     get(r, "/k8s/machines/other").await.problem(404, "scope-not-watched");
     get(r, "/api/v1/k8s/controllers/other").await.problem(404, "scope-not-watched");
@@ -268,7 +281,9 @@ async fn path_segments_must_be_kubernetes_names() {
     get(r, &format!("/k8s/machines/{}", "a".repeat(64))).await.problem(400, "bad-request");
     get(r, "/k8s/machines/default/a%2Fb").await.problem(400, "bad-request");
     get(r, "/k8s/machines/default/..").await.problem(400, "bad-request");
-    send(r, "POST", "/k8s/controllers/default/We", Some(json!({"replicas": 1}))).await.problem(400, "bad-request");
+    send(r, "POST", "/k8s/controllers/default/We", Some(json!({"replicas": 1})))
+        .await
+        .problem(400, "bad-request");
     send(r, "DELETE", "/k8s/services/-x/web", None).await.problem(400, "bad-request");
     get(r, "/ecs/machines/my.cluster").await.problem(400, "bad-request");
     assert!(app.k8s.calls().is_empty() && app.ecs.calls().is_empty());
@@ -292,16 +307,20 @@ async fn every_provider_error_maps_to_its_problem() {
     let body = reply.problem(400, "validation-failed");
     assert_eq!(body["errors"], json!([{"field": "labels", "message": "too many tags"}]));
     failing(|| ProviderError::Conflict("changed".into())).await.problem(409, "conflict");
-    failing(|| ProviderError::CapabilityNotSupported("no".into())).await.problem(501, "capability-not-supported");
+    failing(|| ProviderError::CapabilityNotSupported("no".into()))
+        .await
+        .problem(501, "capability-not-supported");
     let reply = failing(|| ProviderError::Timeout { detail: "slow".into(), retry_after_secs: 2 }).await;
     reply.problem(504, "timeout");
     assert_eq!(reply.header("retry-after"), Some("2"));
     let reply = failing(|| ProviderError::Upstream("ECS answered 500 InternalError".into())).await;
     assert!(reply.problem(502, "upstream-error")["detail"].as_str().is_some_and(|d| d.contains("500")));
-    let reply = failing(|| ProviderError::Throttled { detail: "throttled".into(), retry_after_secs: 4 }).await;
+    let reply =
+        failing(|| ProviderError::Throttled { detail: "throttled".into(), retry_after_secs: 4 }).await;
     assert_eq!(reply.problem(429, "rate-limit-exceeded")["retry_after"], 4);
     assert_eq!(reply.header("retry-after"), Some("4"));
-    let reply = failing(|| ProviderError::ScopeNotWatched { scope_kind: "namespace", scope: "x".into() }).await;
+    let reply =
+        failing(|| ProviderError::ScopeNotWatched { scope_kind: "namespace", scope: "x".into() }).await;
     reply.problem(404, "scope-not-watched");
 }
 
@@ -312,7 +331,12 @@ async fn a_slow_write_gives_504_with_retry_after() {
     let started = std::time::Instant::now();
     let reply = send(&app.router, "POST", "/k8s/controllers/default/web", Some(json!({"replicas": 1}))).await;
     reply.problem(504, "timeout");
-    assert!(reply.header("retry-after").and_then(|v| v.parse::<u64>().ok()).is_some_and(|s| (1..=30).contains(&s)));
+    assert!(
+        reply
+            .header("retry-after")
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|s| (1..=30).contains(&s))
+    );
     assert!(started.elapsed() < Duration::from_secs(4), "the write timeout bounds the wait");
 }
 
@@ -340,8 +364,10 @@ async fn http_level_errors_are_problems() {
         .body(Body::from("{\"replicas\":"))
         .unwrap_or_default();
     send_request(r, malformed).await.problem(400, "bad-request");
-    let huge = format!(r#"{{"apiVersion":"v1","kind":"Secret","metadata":{{"name":"s"}},"data":"{}"}}"#,
-        "x".repeat(2 * 1024 * 1024));
+    let huge = format!(
+        r#"{{"apiVersion":"v1","kind":"Secret","metadata":{{"name":"s"}},"data":"{}"}}"#,
+        "x".repeat(2 * 1024 * 1024)
+    );
     let large = Request::builder()
         .method("PUT")
         .uri("/k8s/secrets/default")
@@ -417,7 +443,8 @@ async fn replies_match_the_openapi_schemas() {
     let served = get(&app.router, "/openapi.json").await.ok();
     assert_eq!(served, doc);
     assert_eq!(doc["openapi"].as_str().map(|v| v.starts_with('3')), Some(true));
-    let route = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "r"}});
+    let route =
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "r"}});
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}});
     let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}});
     let cases: Vec<(&str, &str, &str, Option<Value>)> = vec![
@@ -426,26 +453,58 @@ async fn replies_match_the_openapi_schemas() {
         ("get", "/api/v1/{provider}/machines/{scope}/{id}", "/api/v1/ecs/machines/my_cluster/web-1", None),
         ("get", "/{provider}/machines/{scope}", "/k8s/machines/default?labels=app%3Dweb", None),
         ("get", "/{provider}/machines/{scope}", "/k8s/machines/default?labels=x", None),
-        ("patch", "/{provider}/machines/{scope}/{id}/labels", "/k8s/machines/default/web-1/labels",
-            Some(json!({"labels": {"a": "b"}}))),
+        (
+            "patch",
+            "/{provider}/machines/{scope}/{id}/labels",
+            "/k8s/machines/default/web-1/labels",
+            Some(json!({"labels": {"a": "b"}})),
+        ),
         ("get", "/{provider}/controllers/{scope}", "/k8s/controllers/default", None),
         ("get", "/{provider}/controllers/{scope}", "/k8s/controllers/nope", None),
         ("get", "/{provider}/controllers/{scope}/{name}", "/k8s/controllers/default/web", None),
-        ("post", "/{provider}/controllers/{scope}/{name}", "/k8s/controllers/default/web",
-            Some(json!({"replicas": 3}))),
-        ("post", "/{provider}/controllers/{scope}/{name}", "/k8s/controllers/default/web",
-            Some(json!({"replicas": -3}))),
+        (
+            "post",
+            "/{provider}/controllers/{scope}/{name}",
+            "/k8s/controllers/default/web",
+            Some(json!({"replicas": 3})),
+        ),
+        (
+            "post",
+            "/{provider}/controllers/{scope}/{name}",
+            "/k8s/controllers/default/web",
+            Some(json!({"replicas": -3})),
+        ),
         ("delete", "/{provider}/controllers/{scope}/{name}", "/k8s/controllers/default/web", None),
-        ("put", "/{provider}/controllers/{scope}", "/k8s/controllers/default", Some(deployment(Some("w"), None))),
-        ("put", "/{provider}/controllers/{scope}", "/ecs/controllers/my_cluster", Some(deployment(Some("w"), None))),
+        (
+            "put",
+            "/{provider}/controllers/{scope}",
+            "/k8s/controllers/default",
+            Some(deployment(Some("w"), None)),
+        ),
+        (
+            "put",
+            "/{provider}/controllers/{scope}",
+            "/ecs/controllers/my_cluster",
+            Some(deployment(Some("w"), None)),
+        ),
         ("get", "/{provider}/services/{scope}", "/k8s/services/default", None),
         ("put", "/{provider}/services/{scope}", "/k8s/services/default", Some(svc)),
         ("delete", "/{provider}/services/{scope}/{name}", "/ecs/services/my_cluster/web", None),
         ("put", "/{provider}/secrets/{scope}", "/k8s/secrets/default", Some(secret)),
         ("get", "/{provider}/gateway/gateways/{scope}", "/k8s/gateway/gateways/default", None),
         ("put", "/{provider}/gateway/httproutes/{scope}", "/k8s/gateway/httproutes/default", Some(route)),
-        ("get", "/{provider}/gateway/httproutes/{scope}/{name}", "/k8s/gateway/httproutes/default/route-1", None),
-        ("delete", "/{provider}/gateway/httproutes/{scope}/{name}", "/k8s/gateway/httproutes/default/route-1", None),
+        (
+            "get",
+            "/{provider}/gateway/httproutes/{scope}/{name}",
+            "/k8s/gateway/httproutes/default/route-1",
+            None,
+        ),
+        (
+            "delete",
+            "/{provider}/gateway/httproutes/{scope}/{name}",
+            "/k8s/gateway/httproutes/default/route-1",
+            None,
+        ),
         ("get", "/providers", "/providers", None),
         ("get", "/health/startup", "/health/startup", None),
         ("get", "/health/readiness", "/health/readiness", None),
