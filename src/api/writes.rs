@@ -116,18 +116,27 @@ pub fn check_manifest(scope: &str, kind: ManifestKind, manifest: &mut Value) -> 
         ManifestKind::Controller => &[("apps/v1", "Deployment"), ("apps/v1", "StatefulSet")],
         ManifestKind::Service => &[("v1", "Service")],
         ManifestKind::Secret => &[("v1", "Secret")],
-        ManifestKind::HttpRoute => &[
-            ("gateway.networking.k8s.io/v1", "HTTPRoute"),
-            ("gateway.networking.k8s.io/v1beta1", "HTTPRoute"),
-        ],
+        ManifestKind::HttpRoute => &[("gateway.networking.k8s.io/v1", "HTTPRoute")],
     };
     let Some(object) = manifest.as_object_mut() else {
         return Err(Problem::invalid("body", "must be a Kubernetes object"));
     };
     let mut errors = Vec::new();
-    let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-    let kind_field = object.get("kind").and_then(Value::as_str).unwrap_or("");
-    if !allowed.iter().any(|(v, k)| *k == kind_field && *v == api_version) {
+    // Absent kind/apiVersion default to the route's (the first allowed kind): a present one must match.
+    let kind_field = match object.get("kind") {
+        None => allowed[0].1.to_string(),
+        Some(Value::String(k)) => k.clone(),
+        Some(_) => String::new(),
+    };
+    let api_version = match object.get("apiVersion") {
+        None => allowed.iter().find(|(_, k)| *k == kind_field).map_or(allowed[0].0, |(v, _)| *v).to_string(),
+        Some(Value::String(v)) => v.clone(),
+        Some(_) => String::new(),
+    };
+    if allowed.iter().any(|(v, k)| *k == kind_field && *v == api_version) {
+        object.insert("kind".into(), Value::String(kind_field));
+        object.insert("apiVersion".into(), Value::String(api_version));
+    } else {
         let expected = allowed.iter().map(|(v, k)| format!("{v} {k}")).collect::<Vec<_>>().join(" or ");
         errors.push(FieldError { field: "kind".into(), message: format!("this route takes {expected}") });
     }

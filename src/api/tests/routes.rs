@@ -231,7 +231,13 @@ async fn manifest_puts_validate_against_route_and_namespace() {
         send(r, "PUT", "/k8s/gateway/httproutes/default", Some(route)).await.ok()["kind"],
         "HTTPRoute"
     );
-    assert_eq!(app.k8s.calls().len(), 5, "{:?}", app.k8s.calls());
+    // kind and apiVersion default to the route's; a present apiVersion must still match.
+    let bare = json!({"metadata": {"name": "web"}});
+    let applied = send(r, "PUT", "/k8s/controllers/default", Some(bare)).await.ok();
+    assert_eq!((&applied["kind"], &applied["apiVersion"]), (&json!("Deployment"), &json!("apps/v1")));
+    let wrong = json!({"apiVersion": "v1", "kind": "Deployment", "metadata": {"name": "web"}});
+    send(r, "PUT", "/k8s/controllers/default", Some(wrong)).await.problem(400, "validation-failed");
+    assert_eq!(app.k8s.calls().len(), 6, "{:?}", app.k8s.calls());
 }
 
 #[tokio::test]
