@@ -527,3 +527,32 @@ async fn replies_match_the_openapi_schemas() {
     let metrics = doc.pointer("/paths/~1metrics/get/responses/200/content");
     assert!(metrics.is_some_and(|c| c.get("text/plain").is_some()));
 }
+
+/// The router behind a real HTTP/1.1 server on 127.0.0.1, as `machinist run` serves it.
+#[tokio::test]
+async fn serves_over_tcp() {
+    let app = app();
+    let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+        Ok(listener) => listener,
+        Err(e) => panic!("bind 127.0.0.1:0: {e}"),
+    };
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let server = tokio::spawn(axum::serve(listener, app.router.clone()).into_future());
+    let client = reqwest::Client::new();
+    let reply =
+        client.get(format!("http://{addr}/api/v1/k8s/machines/default?labels[]=tier=front")).send().await;
+    let reply = reply.unwrap_or_else(|e| panic!("GET: {e}"));
+    assert_eq!(reply.status(), 200);
+    assert_eq!(reply.headers().get("x-api-version").and_then(|v| v.to_str().ok()), Some("v1"));
+    assert!(reply.headers().contains_key("x-request-id"));
+    let body: Value = reply.json().await.unwrap_or_default();
+    assert_eq!(body[0]["id"], "web-1");
+    let reply = client
+        .delete(format!("http://{addr}/k8s/controllers/default/web"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("DELETE: {e}"));
+    assert_eq!(reply.status(), 200);
+    assert_eq!(reply.json::<Value>().await.unwrap_or_default()["deleted"], true);
+    server.abort();
+}
