@@ -81,7 +81,8 @@ pub async fn run_operator(
     let reconciler = Reconciler::new(scalers);
 
     if let Some((client, cache, watchers)) = &kube {
-        let writes = write::K8sWrites::new(client.clone(), cache.clone(), reconciler.clone(), args.write_timeout);
+        let writes =
+            write::K8sWrites::new(client.clone(), cache.clone(), reconciler.clone(), args.write_timeout);
         providers.push(Arc::new(K8sProvider::new(
             cache.clone(),
             writes,
@@ -94,7 +95,8 @@ pub async fn run_operator(
         if args.leader_election {
             let namespace =
                 args.lease_namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
-            let (elector, leader) = lease::Elector::new(client.clone(), lease::LeaseConfig::new(namespace, identity));
+            let (elector, leader) =
+                lease::Elector::new(client.clone(), lease::LeaseConfig::new(namespace, identity));
             background.push(tokio::spawn(elector.run(shutdown.clone().cancelled_owned())));
             background.push(tokio::spawn(controller::run_while_leader(
                 ctx,
@@ -180,7 +182,6 @@ pub async fn run_sandbox(args: crate::config::SandboxArgs) -> Result<(), Sandbox
     } else {
         None
     };
-    println!("export KUBECONFIG={}", kubeconfig_path.display());
 
     let shutdown = CancellationToken::new();
     let operator = if args.apiserver_only {
@@ -204,8 +205,12 @@ pub async fn run_sandbox(args: crate::config::SandboxArgs) -> Result<(), Sandbox
         let overrides = Overrides { kube_config: Some(config), ecs, ready: Some(ready_tx) };
         let task = tokio::spawn(run_operator(operator_args, overrides, shutdown.clone()));
         match ready_rx.await {
-            Ok(addr) => println!("machinist REST API: http://{addr}  (try: curl http://{addr}/k8s/controllers/demo)"),
-            Err(_) => return task.await.map_err(|_| SandboxRunError::Crashed)?.map_err(SandboxRunError::from),
+            Ok(addr) => {
+                println!("machinist REST API: http://{addr}  (try: curl http://{addr}/k8s/controllers/demo)")
+            }
+            Err(_) => {
+                return task.await.map_err(|_| SandboxRunError::Crashed)?.map_err(SandboxRunError::from);
+            }
         }
         Some(task)
     };

@@ -201,7 +201,9 @@ mod tests {
 
     #[test]
     fn namespaces_are_a_validated_comma_list() {
-        let Command::Run(run) = parse(&["run", "--namespaces", "a,b"]).unwrap().command else { unreachable!() };
+        let Command::Run(run) = parse(&["run", "--namespaces", "a,b"]).unwrap().command else {
+            unreachable!()
+        };
         assert_eq!(run.namespaces, vec!["a", "b"]);
         let error = parse(&["run", "--namespaces", "Bad_NS"]).unwrap_err().to_string();
         assert!(error.contains("not a valid namespace name"), "{error}");
