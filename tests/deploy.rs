@@ -498,3 +498,49 @@ fn hand_written_yaml_passes_yamllint() {
         "charts/machinist/files",
     ]));
 }
+
+/// The ECS SDK operations the provider calls (`client.<operation>()` in src/provider/ecs, test-only emulator
+/// code aside), as IAM action names.
+fn ecs_calls() -> BTreeSet<String> {
+    let call = regex::Regex::new(r"client\s*\.\s*([a-z_]+)\(\)").expect("regex");
+    let mut calls = BTreeSet::new();
+    let mut dirs = vec![PathBuf::from(format!("{ROOT}/src/provider/ecs"))];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for path in entries.map(|e| e.expect("dir entry").path()) {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if path.is_dir() && name != "tests" {
+                dirs.push(path);
+            } else if name.ends_with(".rs") && name != "emulator.rs" && name != "tests.rs" {
+                let src = std::fs::read_to_string(&path).expect("read source");
+                for c in call.captures_iter(&src) {
+                    let pascal: String = c[1].split('_').map(|w| w[..1].to_uppercase() + &w[1..]).collect();
+                    calls.insert(format!("ecs:{pascal}"));
+                }
+            }
+        }
+    }
+    calls
+}
+
+#[test]
+fn iam_policy_grants_exactly_the_ecs_calls_machinist_makes() {
+    let text = std::fs::read_to_string(format!("{ROOT}/docs/iam-policy.json")).expect("docs/iam-policy.json");
+    let policy: serde_json::Value = serde_json::from_str(&text).expect("docs/iam-policy.json is JSON");
+    assert_eq!(policy["Version"], "2012-10-17");
+    let mut granted = BTreeSet::new();
+    for statement in policy["Statement"].as_array().expect("Statement") {
+        assert_eq!(statement["Effect"], "Allow");
+        for action in statement["Action"].as_array().expect("Action") {
+            granted.insert(action.as_str().expect("action").to_string());
+        }
+    }
+    let calls = ecs_calls();
+    let missing: Vec<_> = calls.difference(&granted).collect();
+    assert!(missing.is_empty(), "docs/iam-policy.json lacks {missing:?}");
+    // The poller is what makes the read calls: once it exists, nothing in the policy may go unused.
+    if Path::new(&format!("{ROOT}/src/provider/ecs/poll.rs")).exists() {
+        let unused: Vec<_> = granted.difference(&calls).collect();
+        assert!(unused.is_empty(), "docs/iam-policy.json grants unused {unused:?}");
+    }
+}
