@@ -56,7 +56,9 @@ impl Provider for K8sProvider {
         let synced = self.cache.synced();
         match self.watches.check(self.stale_after) {
             Ok(()) if synced => Health { healthy: true, synced, reason: None },
-            Ok(()) => Health { healthy: true, synced, reason: Some("the first list has not completed".into()) },
+            Ok(()) => {
+                Health { healthy: true, synced, reason: Some("the first list has not completed".into()) }
+            }
             Err(reason) => Health { healthy: false, synced, reason: Some(reason) },
         }
     }
