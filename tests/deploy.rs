@@ -187,6 +187,7 @@ fn assert_hardened(label: &str, deployment: &Value) {
         assert_eq!(c[probe]["httpGet"]["port"].as_str(), Some("http"), "{label}: {probe}");
     }
     assert_eq!(c["ports"][0]["containerPort"].as_u64(), Some(3042), "{label}");
+    assert_eq!(c["lifecycle"]["preStop"]["sleep"]["seconds"].as_u64(), Some(5), "{label}: preStop sleep");
     assert_eq!(strings(&c["args"]), ["run"], "{label}");
     assert!(c["resources"]["requests"]["memory"].is_string(), "{label}: memory request");
     assert!(c["resources"]["limits"]["memory"].is_string(), "{label}: memory limit");
