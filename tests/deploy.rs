@@ -444,6 +444,30 @@ fn auth_mode_kubernetes_binds_the_auth_delegator_role() {
 }
 
 #[test]
+fn install_notes_tell_how_to_reach_the_api() {
+    let out = run(Command::new(&tools().helm).args([
+        "install",
+        "machinist",
+        CHART,
+        "--namespace",
+        "tools",
+        "--dry-run=client",
+        "--set",
+        "watchNamespaces={team-a}",
+    ]));
+    let notes = out.split("NOTES:").nth(1).expect("helm prints NOTES");
+    for needed in [
+        "kubectl -n tools port-forward service/machinist 3042:3042",
+        "curl -s http://127.0.0.1:3042/providers",
+        "http://machinist.tools.svc:3042",
+        "watching namespaces team-a",
+        "machinist.dev/client=true",
+    ] {
+        assert!(notes.contains(needed), "NOTES lack {needed:?}:\n{notes}");
+    }
+}
+
+#[test]
 fn chart_crd_is_a_copy_of_the_generated_crd() {
     let generated = std::fs::read_to_string(format!("{ROOT}/crds/scalerequest.yaml")).expect("crds/");
     let copy = std::fs::read_to_string(format!("{CHART}/crds/scalerequest.yaml")).expect("chart crds/");
