@@ -85,8 +85,10 @@ pub struct OperatorArgs {
     pub provider: Providers,
 
     /// Watched namespaces, comma separated; empty means all.
+    // Spelled `std::vec::Vec` so that clap's derive takes the parser's whole list as one value; with plain
+    // `Vec<String>` it expects one String per occurrence and panics at start.
     #[arg(long, env = "PLT_K8S_NAMESPACES", default_value = "", value_parser = parse_names)]
-    pub namespaces: Vec<String>,
+    pub namespaces: ::std::vec::Vec<String>,
 
     /// A watcher with no event (bookmarks included) for this long makes /health/readiness fail.
     #[arg(long, env = "PLT_K8S_WATCH_STALE_SECS", default_value = "600", value_parser = parse_secs)]
@@ -191,6 +193,16 @@ mod tests {
         assert_eq!(parse_names("a, b").unwrap(), vec!["a", "b"]);
         assert!(parse_names("").unwrap().is_empty());
         assert!(parse_names("Bad_NS").is_err());
+    }
+
+    #[test]
+    fn run_parses_a_namespace_list() {
+        let cli = Cli::try_parse_from(["machinist", "run", "--namespaces=a,b"]).expect("parses");
+        let Command::Run(args) = cli.command else { panic!("not the run subcommand") };
+        assert_eq!(args.namespaces, ["a", "b"]);
+        let cli = Cli::try_parse_from(["machinist", "run", "--namespaces="]).expect("parses");
+        let Command::Run(args) = cli.command else { panic!("not the run subcommand") };
+        assert!(args.namespaces.is_empty());
     }
 
     #[test]

@@ -4,12 +4,13 @@
 //! Runs `tools/install-tools.sh` once (under a file lock) when helm, kubectl, kubernetes-validate or yamllint
 //! are missing. Talks to no cluster: applying the manifests to the sandbox is a separate test.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use clap::{CommandFactory, Parser};
 use serde::Deserialize;
 use serde_yaml::Value;
 
@@ -464,6 +465,63 @@ fn install_notes_tell_how_to_reach_the_api() {
         "machinist.dev/client=true",
     ] {
         assert!(notes.contains(needed), "NOTES lack {needed:?}:\n{notes}");
+    }
+}
+
+/// The binary's `run` flags by the environment variable each falls back to.
+fn run_flags_by_env() -> BTreeMap<String, String> {
+    let cli = machinist::config::Cli::command();
+    let run = cli.find_subcommand("run").expect("a run subcommand");
+    run.get_arguments()
+        .filter_map(|a| Some((a.get_env()?.to_str()?.to_string(), a.get_long()?.to_string())))
+        .collect()
+}
+
+/// Environment variables the manifests set that the binary does not read yet, each with its reason.
+const NOT_YET_READ: &[&str] = &[
+    // The API edge (auth modes) arrives with issue 8; the manifests already pin the default.
+    "PLT_AUTH_MODE",
+];
+
+/// Every machinist setting a rendered Deployment passes is one the binary knows (clap ignores an unknown or
+/// misspelt variable silently), and its value parses: the same value given as the flag must be accepted.
+fn assert_binary_accepts(label: &str, deployment: &Value, flags: &BTreeMap<String, String>) {
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let mut argv: Vec<String> = vec!["machinist".into()];
+    argv.extend(strings(&container["args"]));
+    for e in container["env"].as_sequence().expect("env") {
+        let name = e["name"].as_str().expect("env name");
+        if !(name.starts_with("PLT_") || name == "POD_NAME") || NOT_YET_READ.contains(&name) {
+            continue;
+        }
+        let long = flags.get(name).unwrap_or_else(|| panic!("{label}: machinist does not read {name}"));
+        // Downward-API values stand in as what the kubelet would fill in.
+        let value = match e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+            Some("metadata.name") => "machinist-5d8f7-abcde".to_string(),
+            Some("metadata.namespace") => "ops".to_string(),
+            Some(other) => panic!("{label}: unexpected fieldRef {other}"),
+            None => e["value"].as_str().unwrap_or_else(|| panic!("{label}: {name} has no value")).to_string(),
+        };
+        argv.push(format!("--{long}={value}"));
+    }
+    if let Err(e) = machinist::config::Cli::try_parse_from(&argv) {
+        panic!("{label}: machinist rejects the manifest's configuration {argv:?}:\n{e}");
+    }
+}
+
+#[test]
+fn the_binary_accepts_the_configuration_every_install_gives_it() {
+    let flags = run_flags_by_env();
+    for name in ["PLT_LISTEN", "PLT_PROVIDER", "PLT_K8S_NAMESPACES", "POD_NAME"] {
+        assert!(flags.contains_key(name), "the run subcommand no longer reads {name}: {flags:?}");
+    }
+    for (label, args) in COMBINATIONS {
+        let docs = objects(&helm_template(args));
+        assert_binary_accepts(label, one(&docs, "Deployment", "rel-machinist"), &flags);
+    }
+    for overlay in OVERLAYS {
+        let docs = objects(&kustomize(&format!("overlays/{overlay}")));
+        assert_binary_accepts(overlay, one(&docs, "Deployment", "machinist"), &flags);
     }
 }
 
