@@ -28,6 +28,9 @@ pub mod watch;
 
 mod gateway;
 
+// `machinist sandbox` entry points.
+pub mod cli;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -76,6 +79,8 @@ pub enum SandboxError {
     State(#[from] state::StateError),
     #[error("cannot set up the sandbox: {0}")]
     Setup(StatusError),
+    #[error("cannot write the kubeconfig {path}: {source}")]
+    Kubeconfig { path: String, source: std::io::Error },
 }
 
 /// A running sandbox. Dropping it or calling `shutdown()` stops it.

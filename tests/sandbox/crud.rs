@@ -49,9 +49,21 @@ where
         .await
         .expect("patch");
     assert_eq!(patched.labels().get("patched").map(String::as_str), Some("yes"));
-    let mut changed = patched.clone();
-    changed.annotations_mut().insert("replaced".into(), "yes".into());
-    let replaced = api.replace(&name, &PostParams::default(), &changed).await.expect("replace");
+    // Simulated controllers may write status in between: re-read and retry on Conflict, as clients do.
+    let mut replaced = None;
+    for _ in 0..10 {
+        let mut changed = api.get(&name).await.expect("get before replace");
+        changed.annotations_mut().insert("replaced".into(), "yes".into());
+        match api.replace(&name, &PostParams::default(), &changed).await {
+            Ok(r) => {
+                replaced = Some(r);
+                break;
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            Err(e) => panic!("{kind}: replace: {e}"),
+        }
+    }
+    let replaced = replaced.expect("replace succeeds within 10 tries");
     assert_eq!(replaced.annotations().get("replaced").map(String::as_str), Some("yes"));
     assert_ne!(replaced.resource_version(), patched.resource_version());
     api.delete(&name, &DeleteParams::default()).await.expect("delete");
@@ -155,7 +167,13 @@ async fn deployment_generation_and_defaults() {
 
 #[tokio::test]
 async fn label_and_field_selectors() {
-    let (sb, c) = common::start().await;
+    // Pods stay Pending unless the test sets their phase: the simulated kubelet waits an hour.
+    let opts = machinist::sandbox::SandboxOptions {
+        test_hooks: true,
+        pod_start_delay: std::time::Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let (sb, c) = common::start_with(opts).await;
     let ns = common::fresh_namespace(&sb);
     let pods: Api<Pod> = ns_api(&c, &ns);
     for (name, app, tier, phase) in [
