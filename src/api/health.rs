@@ -57,7 +57,7 @@ fn check(state: &ApiState, probe: &str, ok: fn(&Health) -> bool) -> Result<Json<
 /// 200 once every enabled provider has synced its cache once.
 #[utoipa::path(get, path = "/health/startup", tag = "health",
     responses((status = 200, description = "Started", body = HealthReport),
-              (status = 503, description = "A cache has not synced yet", body = Problem, content_type = "application/problem+json")))]
+              (status = 503, description = "A cache has not synced yet", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
 pub async fn startup(State(state): State<ApiState>) -> Result<Json<HealthReport>, Problem> {
     check(&state, "startup", |h| h.synced)
 }
@@ -65,7 +65,7 @@ pub async fn startup(State(state): State<ApiState>) -> Result<Json<HealthReport>
 /// 200 while every enabled provider is healthy and synced.
 #[utoipa::path(get, path = "/health/readiness", tag = "health",
     responses((status = 200, description = "Ready", body = HealthReport),
-              (status = 503, description = "A provider is unhealthy or not synced", body = Problem, content_type = "application/problem+json")))]
+              (status = 503, description = "A provider is unhealthy or not synced", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
 pub async fn readiness(State(state): State<ApiState>) -> Result<Json<HealthReport>, Problem> {
     check(&state, "readiness", |h| h.healthy && h.synced)
 }

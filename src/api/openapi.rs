@@ -93,7 +93,7 @@ pub struct KubeObject {
         health::startup, health::readiness, health::liveness, health::metrics, health::openapi,
     ),
     components(schemas(
-        crate::cache::model::Machine, Controller, crate::cache::model::Service, crate::api::problem::Problem,
+        crate::cache::model::Machine, Controller, crate::cache::model::Service, crate::api::problem::ProblemDetails,
         ControllerList, ControllerEnvelope, ScaleBody, LabelsPatch, Deleted, SecretApplied, KubeObject, Status,
         health::HealthReport, crate::cache::model::ProviderInfo,
     )),

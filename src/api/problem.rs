@@ -15,9 +15,28 @@ pub const MAX_RETRY_AFTER_SECS: u64 = 30;
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
-/// An error response. `instance` is filled in by the middleware from the request path.
+/// An error response: one allocation, so that `Result<_, Problem>` stays small on the happy path.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Problem(Box<ProblemDetails>);
+
+impl std::ops::Deref for Problem {
+    type Target = ProblemDetails;
+
+    fn deref(&self) -> &ProblemDetails {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Problem {
+    fn deref_mut(&mut self) -> &mut ProblemDetails {
+        &mut self.0
+    }
+}
+
+/// The problem+json body. `instance` is filled in by the middleware from the request path.
 #[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct Problem {
+#[schema(as = Problem)]
+pub struct ProblemDetails {
     /// `urn:problem:machinist:<slug>`.
     #[serde(rename = "type")]
     pub kind: String,
@@ -41,7 +60,7 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(status: StatusCode, slug: &str, detail: impl Into<String>) -> Self {
-        Problem {
+        Problem(Box::new(ProblemDetails {
             kind: format!("urn:problem:machinist:{slug}"),
             title: status.canonical_reason().unwrap_or("Error").to_string(),
             status: status.as_u16(),
@@ -50,7 +69,7 @@ impl Problem {
             errors: Vec::new(),
             retry_after: None,
             retry_after_header: None,
-        }
+        }))
     }
 
     pub fn slug(&self) -> &str {
@@ -64,7 +83,9 @@ impl Problem {
     pub fn validation(errors: Vec<FieldError>) -> Self {
         let detail =
             errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
-        Problem { errors, ..Problem::new(StatusCode::BAD_REQUEST, "validation-failed", detail) }
+        let mut problem = Problem::new(StatusCode::BAD_REQUEST, "validation-failed", detail);
+        problem.errors = errors;
+        problem
     }
 
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
@@ -110,7 +131,7 @@ impl Problem {
     pub fn render(mut self, instance: &str) -> Response {
         self.instance = Some(instance.to_string());
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::to_vec(&self).unwrap_or_else(|_| b"{}".to_vec());
+        let body = serde_json::to_vec(&*self.0).unwrap_or_else(|_| b"{}".to_vec());
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));

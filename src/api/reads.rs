@@ -64,8 +64,8 @@ pub(crate) fn require(
            ("scope" = String, Path, description = "namespace (k8s) or cluster (ecs)"),
            ("id" = String, Path, description = "pod name or task id")),
     responses((status = 200, description = "The machine", body = crate::cache::model::Machine),
-              (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem", body = Problem, content_type = "application/problem+json")))]
+              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
+              (status = "5XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
 pub async fn machine(path: ObjectPath) -> Result<Response, Problem> {
     require(&*path.provider, |c| c.machines, "machines")?;
     Ok(fragment(&path.provider.reads().machine(&path.scope, &path.name)?))
@@ -77,8 +77,8 @@ pub async fn machine(path: ObjectPath) -> Result<Response, Problem> {
            ("scope" = String, Path, description = "namespace (k8s) or cluster (ecs)"),
            ("labels" = Option<Vec<String>>, Query, description = "`key=value`, repeatable (`labels[]=` too); all must match")),
     responses((status = 200, description = "The machines", body = Vec<crate::cache::model::Machine>),
-              (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem", body = Problem, content_type = "application/problem+json")))]
+              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
+              (status = "5XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
 pub async fn machines(path: ScopePath, query: ReadQuery) -> Result<Response, Problem> {
     require(&*path.provider, |c| c.machines, "machines")?;
     Ok(array(&path.provider.reads().machines(&path.scope, &query.labels)?))
@@ -90,8 +90,8 @@ pub async fn machines(path: ScopePath, query: ReadQuery) -> Result<Response, Pro
            ("scope" = String, Path, description = "namespace (k8s) or cluster (ecs)"),
            ("machineId" = Option<String>, Query, description = "only the top-level controller owning this machine")),
     responses((status = 200, description = "The controllers", body = crate::api::openapi::ControllerList),
-              (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem", body = Problem, content_type = "application/problem+json")))]
+              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
+              (status = "5XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
 pub async fn controllers(path: ScopePath, query: ReadQuery) -> Result<Response, Problem> {
     require(&*path.provider, |c| c.controllers, "controllers")?;
     let reads = path.provider.reads();
@@ -114,8 +114,8 @@ pub async fn controllers(path: ScopePath, query: ReadQuery) -> Result<Response, 
            ("kind" = Option<String>, Query, description = "k8s hint: Deployment, StatefulSet, ReplicaSet or ReplicationController; ignored on ecs"),
            ("apiVersion" = Option<String>, Query, description = "k8s hint, must match kind; ignored on ecs")),
     responses((status = 200, description = "The controller", body = crate::api::openapi::ControllerEnvelope),
-              (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem", body = Problem, content_type = "application/problem+json")))]
+              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
+              (status = "5XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
 pub async fn controller(path: ObjectPath, query: ReadQuery) -> Result<Response, Problem> {
     require(&*path.provider, |c| c.controllers, "controllers")?;
     let kind = query.kind_hint(path.provider.name())?;
@@ -128,8 +128,8 @@ pub async fn controller(path: ObjectPath, query: ReadQuery) -> Result<Response, 
            ("scope" = String, Path, description = "namespace (k8s) or cluster (ecs)"),
            ("labels" = Option<Vec<String>>, Query, description = "`key=value`, repeatable (`labels[]=` too); all must match")),
     responses((status = 200, description = "The services", body = Vec<crate::cache::model::Service>),
-              (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem", body = Problem, content_type = "application/problem+json")))]
+              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
+              (status = "5XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
 pub async fn services(path: ScopePath, query: ReadQuery) -> Result<Response, Problem> {
     require(&*path.provider, |c| c.services, "services")?;
     Ok(array(&path.provider.reads().services(&path.scope, &query.labels)?))
@@ -140,8 +140,8 @@ pub async fn services(path: ScopePath, query: ReadQuery) -> Result<Response, Pro
     params(("provider" = String, Path, description = "k8s"),
            ("scope" = String, Path, description = "namespace")),
     responses((status = 200, description = "The gateways", body = Vec<crate::api::openapi::KubeObject>),
-              (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem", body = Problem, content_type = "application/problem+json")))]
+              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
+              (status = "5XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
 pub async fn gateways(path: ScopePath) -> Result<Response, Problem> {
     require(&*path.provider, |c| c.gateways, "Gateway API gateways")?;
     Ok(array(&path.provider.reads().gateways(&path.scope)?))
@@ -153,8 +153,8 @@ pub async fn gateways(path: ScopePath) -> Result<Response, Problem> {
            ("scope" = String, Path, description = "namespace"),
            ("name" = String, Path, description = "HTTPRoute name")),
     responses((status = 200, description = "The HTTPRoute", body = crate::api::openapi::KubeObject),
-              (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem", body = Problem, content_type = "application/problem+json")))]
+              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
+              (status = "5XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
 pub async fn httproute(path: ObjectPath) -> Result<Response, Problem> {
     require(&*path.provider, |c| c.httproutes, "HTTPRoutes")?;
     Ok(fragment(&path.provider.reads().httproute(&path.scope, &path.name)?))

@@ -198,8 +198,8 @@ async fn apply(
            ("apiVersion" = Option<String>, Query, description = "k8s hint; ignored on ecs")),
     request_body = crate::api::openapi::ScaleBody,
     responses((status = 200, description = "The controller with its new replicas", body = crate::cache::model::Controller),
-              (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem; 504 carries Retry-After", body = Problem, content_type = "application/problem+json")))]
+              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
+              (status = "5XX", description = "Problem; 504 carries Retry-After", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
 pub async fn scale(
     State(state): State<ApiState>,
     path: ObjectPath,
@@ -220,8 +220,8 @@ pub async fn scale(
            ("kind" = Option<String>, Query, description = "k8s hint; ignored on ecs"),
            ("apiVersion" = Option<String>, Query, description = "k8s hint; ignored on ecs")),
     responses((status = 200, description = "Deleted", body = crate::api::openapi::Deleted),
-              (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem", body = Problem, content_type = "application/problem+json")))]
+              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
+              (status = "5XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
 pub async fn delete_controller(
     State(state): State<ApiState>,
     path: ObjectPath,
@@ -240,8 +240,8 @@ pub async fn delete_controller(
            ("id" = String, Path, description = "pod name or task id")),
     request_body = crate::api::openapi::LabelsPatch,
     responses((status = 200, description = "The machine", body = crate::cache::model::Machine),
-              (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem", body = Problem, content_type = "application/problem+json")))]
+              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
+              (status = "5XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
 pub async fn patch_labels(
     State(state): State<ApiState>,
     path: ObjectPath,
@@ -259,8 +259,8 @@ pub async fn patch_labels(
            ("scope" = String, Path, description = "namespace (k8s) or cluster (ecs)"),
            ("name" = String, Path, description = "service name")),
     responses((status = 200, description = "Deleted (or not, on ecs)", body = crate::api::openapi::Deleted),
-              (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem", body = Problem, content_type = "application/problem+json")))]
+              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
+              (status = "5XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
 pub async fn delete_service(State(state): State<ApiState>, path: ObjectPath) -> Result<Json<Value>, Problem> {
     require(&*path.provider, |c| c.services, "services")?;
     let write = path.provider.writes().delete_service(path.scope.clone(), path.name.clone());
@@ -274,8 +274,8 @@ pub async fn delete_service(State(state): State<ApiState>, path: ObjectPath) -> 
            ("scope" = String, Path, description = "namespace"),
            ("name" = String, Path, description = "HTTPRoute name")),
     responses((status = 200, description = "Deleted", body = crate::api::openapi::Deleted),
-              (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem", body = Problem, content_type = "application/problem+json")))]
+              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
+              (status = "5XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
 pub async fn delete_httproute(
     State(state): State<ApiState>,
     path: ObjectPath,
@@ -292,8 +292,8 @@ pub async fn delete_httproute(
            ("scope" = String, Path, description = "namespace")),
     request_body(content = crate::api::openapi::KubeObject, description = "an apps/v1 Deployment or StatefulSet"),
     responses((status = 200, description = "The applied object", body = crate::api::openapi::KubeObject),
-              (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem", body = Problem, content_type = "application/problem+json")))]
+              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
+              (status = "5XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
 pub async fn apply_controller(
     State(state): State<ApiState>,
     path: ScopePath,
@@ -309,8 +309,8 @@ pub async fn apply_controller(
            ("scope" = String, Path, description = "namespace")),
     request_body(content = crate::api::openapi::KubeObject, description = "a v1 Service"),
     responses((status = 200, description = "The applied object", body = crate::api::openapi::KubeObject),
-              (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem", body = Problem, content_type = "application/problem+json")))]
+              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
+              (status = "5XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
 pub async fn apply_service(
     State(state): State<ApiState>,
     path: ScopePath,
@@ -326,8 +326,8 @@ pub async fn apply_service(
            ("scope" = String, Path, description = "namespace")),
     request_body(content = crate::api::openapi::KubeObject, description = "a v1 Secret"),
     responses((status = 200, description = "Applied", body = crate::api::openapi::SecretApplied),
-              (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem", body = Problem, content_type = "application/problem+json")))]
+              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
+              (status = "5XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
 pub async fn apply_secret(
     State(state): State<ApiState>,
     path: ScopePath,
@@ -343,8 +343,8 @@ pub async fn apply_secret(
            ("scope" = String, Path, description = "namespace")),
     request_body(content = crate::api::openapi::KubeObject, description = "a gateway.networking.k8s.io/v1 HTTPRoute"),
     responses((status = 200, description = "The applied HTTPRoute", body = crate::api::openapi::KubeObject),
-              (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem", body = Problem, content_type = "application/problem+json")))]
+              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
+              (status = "5XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
 pub async fn apply_httproute(
     State(state): State<ApiState>,
     path: ScopePath,
