@@ -50,17 +50,20 @@ fn parse_providers(value: &str) -> Result<Providers, String> {
     Ok(providers)
 }
 
-fn parse_namespace(value: &str) -> Result<String, String> {
-    let name = value.trim();
-    let valid = !name.is_empty()
-        && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-');
-    if !valid {
-        return Err(format!("{name:?} is not a valid namespace name (RFC 1123 label)"));
+/// A comma list where empty means "all": the chart sets `PLT_K8S_NAMESPACES=""` for a cluster-wide install.
+fn parse_namespaces(value: &str) -> Result<Vec<String>, String> {
+    let names: Vec<String> =
+        value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+    for name in &names {
+        let valid = name.len() <= 63
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !name.starts_with('-')
+            && !name.ends_with('-');
+        if !valid {
+            return Err(format!("{name:?} is not a valid namespace name (RFC 1123 label)"));
+        }
     }
-    Ok(name.to_string())
+    Ok(names)
 }
 
 fn parse_secs(value: &str) -> Result<Duration, String> {
@@ -83,8 +86,9 @@ pub struct OperatorArgs {
     pub provider: Providers,
 
     /// Watched namespaces, comma separated; empty means all.
-    #[arg(long, env = "PLT_K8S_NAMESPACES", value_delimiter = ',', value_parser = parse_namespace)]
-    pub namespaces: Vec<String>,
+    // The qualified path keeps clap from taking `Vec` as "many values": the whole list is one value.
+    #[arg(long, env = "PLT_K8S_NAMESPACES", default_value = "", value_parser = parse_namespaces)]
+    pub namespaces: ::std::vec::Vec<String>,
 
     /// A watcher with no event (bookmarks included) for this long makes /health/readiness fail.
     #[arg(long, env = "PLT_K8S_WATCH_STALE_SECS", default_value = "600", value_parser = parse_secs)]
@@ -205,6 +209,8 @@ mod tests {
             unreachable!()
         };
         assert_eq!(run.namespaces, vec!["a", "b"]);
+        let Command::Run(run) = parse(&["run", "--namespaces="]).unwrap().command else { unreachable!() };
+        assert!(run.namespaces.is_empty(), "empty means all namespaces");
         let error = parse(&["run", "--namespaces", "Bad_NS"]).unwrap_err().to_string();
         assert!(error.contains("not a valid namespace name"), "{error}");
     }
