@@ -47,7 +47,39 @@ pub fn spec_changed(old: &Value, new: &Value) -> bool {
 }
 
 /// Defaults a real API server fills that clients read back.
+/// Rewrites Kubernetes applies on every write: a Secret's `stringData` moves into `data` (base64), a
+/// Service port without `targetPort` or `protocol` gets the defaults.
+pub fn normalize(rt: &ResourceType, o: &mut Map<String, Value>) {
+    if rt.gvr == Gvr::new("", "v1", "secrets")
+        && let Some(Value::Object(plain)) = o.remove("stringData")
+    {
+        let data = o.entry("data").or_insert_with(|| json!({}));
+        if !data.is_object() {
+            *data = json!({});
+        }
+        if let Some(d) = data.as_object_mut() {
+            for (k, v) in plain {
+                let text = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+                d.insert(k, json!(super::proto::base64(text.as_bytes())));
+            }
+        }
+    }
+    if rt.gvr == Gvr::services()
+        && let Some(ports) = o.get_mut("spec").and_then(|s| s.get_mut("ports")).and_then(Value::as_array_mut)
+    {
+        for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+            p.entry("protocol").or_insert_with(|| json!("TCP"));
+            if !p.contains_key("targetPort")
+                && let Some(port) = p.get("port").cloned()
+            {
+                p.insert("targetPort".into(), port);
+            }
+        }
+    }
+}
+
 pub fn defaults(services: &mut u32, rt: &ResourceType, o: &mut Map<String, Value>) {
+    normalize(rt, o);
     let g = &rt.gvr;
     if *g == Gvr::namespaces() {
         let status = o.entry("status").or_insert_with(|| json!({}));

@@ -14,7 +14,8 @@ use tokio::sync::broadcast;
 
 pub use super::meta::now;
 use super::meta::{
-    check_type_meta, crd_status, defaults, index_owners, new_uid, random_suffix, spec_changed, validate_cr,
+    check_type_meta, crd_status, defaults, index_owners, new_uid, normalize, random_suffix, spec_changed,
+    validate_cr,
 };
 use super::registry::check_name;
 pub use super::registry::{Gvr, Registry, ResourceType};
@@ -553,6 +554,9 @@ impl Store {
                 }
             }
             meta["resourceVersion"] = json!(cur_rv);
+        }
+        if let Some(o) = new.as_object_mut() {
+            normalize(rt, o);
         }
         if let Some(s) = &rt.schema {
             validate_cr(rt, &name, s, &mut new)?;

@@ -149,3 +149,33 @@ fn crds_register_types_and_validate_instances() {
     s.delete(&Gvr::crds(), "", "widgets.example.com").expect("delete crd");
     assert!(s.resource_type(&w).is_none());
 }
+
+#[test]
+fn secrets_and_services_get_their_write_time_defaults() {
+    let s = store_with_ns("a");
+    let sec = s
+        .create(
+            &Gvr::new("", "v1", "secrets"),
+            "a",
+            json!({"metadata": {"name": "s"}, "stringData": {"user": "admin"}}),
+        )
+        .expect("secret");
+    assert_eq!(sec["data"]["user"], "YWRtaW4=");
+    assert!(sec.get("stringData").is_none());
+    let sec = s
+        .update(&Gvr::new("", "v1", "secrets"), "a", "s", |o| {
+            o["stringData"] = json!({"pw": "x"});
+            Ok(())
+        })
+        .expect("update");
+    assert_eq!((sec["data"]["user"].as_str(), sec["data"]["pw"].as_str()), (Some("YWRtaW4="), Some("eA==")));
+    let svc = s
+        .create(
+            &Gvr::services(),
+            "a",
+            json!({"metadata": {"name": "web"}, "spec": {"ports": [{"port": 3042}]}}),
+        )
+        .expect("service");
+    assert_eq!(svc["spec"]["ports"][0], json!({"port": 3042, "protocol": "TCP", "targetPort": 3042}));
+    assert!(svc["spec"]["clusterIP"].as_str().is_some_and(|ip| ip.starts_with("10.96.")));
+}
