@@ -69,15 +69,3 @@ pub async fn wait_for_signal() {
         _ = term => {}
     }
 }
-
-/// `machinist sandbox --apiserver-only`: serve until a signal, then shut down cleanly.
-pub async fn run_apiserver(args: &SandboxArgs) -> Result<(), SandboxError> {
-    let sb = Sandbox::start(SandboxOptions::from(args)).await?;
-    if let Some(p) = &args.kubeconfig {
-        sb.write_kubeconfig(p)?;
-    }
-    print!("{}", sb.banner(args.kubeconfig.as_deref()));
-    wait_for_signal().await;
-    sb.shutdown().await;
-    Ok(())
-}
