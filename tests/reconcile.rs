@@ -7,6 +7,8 @@ mod common;
 mod bed;
 #[path = "reconcile/controller.rs"]
 mod controller;
+#[path = "reconcile/kubectl.rs"]
+mod kubectl;
 #[path = "reconcile/lease.rs"]
 mod lease;
 #[path = "reconcile/writes.rs"]

@@ -36,6 +36,11 @@ impl Drop for Bed {
 pub async fn bed() -> Bed {
     let (sb, client) = common::start().await;
     let ns = common::fresh_namespace(&sb);
+    bed_in(sb, client, ns).await
+}
+
+/// A bed over `ns` of an already started sandbox (e.g. the demo namespace).
+pub async fn bed_in(sb: Sandbox, client: Client, ns: String) -> Bed {
     let cache = Arc::new(Cache::new_k8s(vec![ns.clone()]));
     let watchers = spawn_watchers(client.clone(), cache.clone(), std::slice::from_ref(&ns));
     eventually("the cache syncs", Duration::from_secs(20), || {
