@@ -104,6 +104,21 @@ impl Bed {
             .expect("status");
     }
 
+    /// The Deployment's resourceVersion once it stopped changing for a second (simulated controllers
+    /// update statuses as pods start).
+    pub async fn settled_resource_version(&self, name: &str) -> Option<String> {
+        let mut last = self.deployments().get(name).await.expect("get").metadata.resource_version;
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = self.deployments().get(name).await.expect("get").metadata.resource_version;
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+        panic!("deployment {name} kept changing");
+    }
+
     pub async fn replicas(&self, name: &str) -> i32 {
         let d = self.deployments().get(name).await.expect("get deployment");
         d.spec.replicas.unwrap_or(-1)
