@@ -397,15 +397,23 @@ pub fn server_side_apply(
                 obj
             }
         };
-        entries.retain(|e| !(e.manager == manager && e.operation == "Apply"));
-        entries.push(Managed {
-            manager: manager.clone(),
-            operation: "Apply".into(),
-            api_version: gvr.api_version(),
-            time: now(),
-            subresource: status_only.then(|| "status".to_string()),
-            fields: fields.clone(),
-        });
+        // Re-applying the same configuration must be a no-op: no new time, no new resourceVersion, no event.
+        let unchanged = cur.is_some_and(|c| without_managed(c) == without_managed(&obj));
+        match entries.iter_mut().find(|e| e.manager == manager && e.operation == "Apply") {
+            Some(e) if unchanged && e.fields == fields => {}
+            Some(e) => {
+                e.fields = fields.clone();
+                e.time = now();
+            }
+            None => entries.push(Managed {
+                manager: manager.clone(),
+                operation: "Apply".into(),
+                api_version: gvr.api_version(),
+                time: now(),
+                subresource: status_only.then(|| "status".to_string()),
+                fields: fields.clone(),
+            }),
+        }
         write_managed(&mut obj, &entries);
         Ok(obj)
     };
@@ -418,6 +426,15 @@ pub fn server_side_apply(
     }
     let (obj, created) = r.st.store.upsert_with(&rt.gvr, &ns, name, opts, mk)?;
     Ok(json_value(if created { StatusCode::CREATED } else { StatusCode::OK }, &obj))
+}
+
+fn without_managed(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("managedFields");
+        m.remove("resourceVersion");
+    }
+    v
 }
 
 fn conflict_error(gvr: &Gvr, name: &str, conflicts: &[(FieldPath, String)]) -> StatusError {

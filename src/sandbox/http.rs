@@ -333,6 +333,9 @@ impl Req {
     /// The request body as JSON (or YAML when it says so).
     fn body_value(&self) -> Result<Value, StatusError> {
         let ct = self.content_type();
+        if ct == "application/vnd.kubernetes.protobuf" {
+            return super::proto::decode(&self.body);
+        }
         if ct.contains("protobuf") || ct.contains("cbor") {
             return Err(StatusError::new(
                 415,
@@ -379,7 +382,9 @@ async fn handle(r: &Req, method: &Method) -> Result<Response, StatusError> {
         Some(_) => return Err(StatusError::no_such_type()),
     }
     let name = r.t.name.clone();
-    match (method.clone(), name, sub) {
+    // HEAD is a GET whose body hyper drops.
+    let method = if *method == Method::HEAD { Method::GET } else { method.clone() };
+    match (method, name, sub) {
         (Method::GET, None, _) if is_true(r.q.get("watch")) => watch::serve(r, &rt).await,
         (Method::GET, None, _) => list(r, &rt),
         (Method::GET, Some(n), Some("scale")) => {

@@ -14,6 +14,7 @@ pub mod http;
 pub mod kubeconfig;
 pub mod meta;
 pub mod patch;
+pub mod proto;
 pub mod registry;
 pub mod schema;
 pub mod seed;
@@ -26,6 +27,9 @@ pub mod table;
 pub mod watch;
 
 mod gateway;
+
+// `machinist sandbox` entry points.
+pub mod cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -75,6 +79,8 @@ pub enum SandboxError {
     State(#[from] state::StateError),
     #[error("cannot set up the sandbox: {0}")]
     Setup(StatusError),
+    #[error("cannot write the kubeconfig {path}: {source}")]
+    Kubeconfig { path: String, source: std::io::Error },
 }
 
 /// A running sandbox. Dropping it or calling `shutdown()` stops it.

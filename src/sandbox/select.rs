@@ -114,9 +114,6 @@ fn value(v: &str) -> Result<String, StatusError> {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FieldSelector(Vec<(String, bool, String)>);
 
-const FIELDS: &[&str] =
-    &["metadata.name", "metadata.namespace", "status.phase", "spec.nodeName", "spec.restartPolicy", "type"];
-
 impl FieldSelector {
     pub fn parse(s: &str) -> Result<FieldSelector, StatusError> {
         let mut out = Vec::new();
@@ -133,7 +130,11 @@ impl FieldSelector {
                 )));
             };
             let k = k.trim();
-            if !FIELDS.contains(&k) {
+            // Any dotted path is matched (events are looked up by `involvedObject.*`, CRs by spec fields);
+            // only malformed labels are refused.
+            let well_formed = !k.is_empty()
+                && k.split('.').all(|seg| !seg.is_empty() && seg.chars().all(|c| c.is_ascii_alphanumeric()));
+            if !well_formed {
                 return Err(StatusError::bad_request(format!("field label not supported: {k}")));
             }
             out.push((k.to_string(), eq, v.trim().to_string()));
@@ -182,6 +183,12 @@ mod tests {
         let p = json!({"metadata": {"name": "a", "namespace": "ns"}, "status": {"phase": "Running"}});
         assert!(FieldSelector::parse("metadata.name=a,status.phase!=Pending").is_ok_and(|f| f.matches(&p)));
         assert!(FieldSelector::parse("metadata.namespace==other").is_ok_and(|f| !f.matches(&p)));
-        assert!(FieldSelector::parse("spec.unknown=x").is_err());
+        assert!(FieldSelector::parse("spec..x=y").is_err());
+        assert!(FieldSelector::parse("no-equals").is_err());
+        let ev = json!({"involvedObject": {"name": "p", "kind": "Pod"}});
+        assert!(
+            FieldSelector::parse("involvedObject.name=p,involvedObject.kind=Pod")
+                .is_ok_and(|f| f.matches(&ev))
+        );
     }
 }

@@ -177,6 +177,8 @@ async fn run(
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => return,
             _ = close.changed() => return,
+            // The client went away: free the broadcast slot now, not at the timeout.
+            _ = tx.closed() => return,
             _ = tick.tick(), if o.bookmarks => {
                 if tx.send(w.bookmark(last_rv, false)).await.is_err() {
                     return;

@@ -28,11 +28,10 @@ fn obj<K: DeserializeOwned>(v: serde_json::Value) -> K {
 async fn crud<K>(api: Api<K>, object: K)
 where
     K: Resource + Clone + DeserializeOwned + Serialize + Debug,
-    <K as Resource>::DynamicType: Default,
 {
     let created = api.create(&PostParams::default(), &object).await.expect("create");
     let name = created.name_any();
-    let kind = K::kind(&Default::default()).to_string();
+    let kind = std::any::type_name::<K>();
     assert!(created.uid().is_some(), "{kind}: uid stamped");
     assert!(created.resource_version().is_some(), "{kind}: resourceVersion stamped");
     assert!(created.meta().creation_timestamp.is_some(), "{kind}: creationTimestamp stamped");
@@ -50,9 +49,21 @@ where
         .await
         .expect("patch");
     assert_eq!(patched.labels().get("patched").map(String::as_str), Some("yes"));
-    let mut changed = patched.clone();
-    changed.annotations_mut().insert("replaced".into(), "yes".into());
-    let replaced = api.replace(&name, &PostParams::default(), &changed).await.expect("replace");
+    // Simulated controllers may write status in between: re-read and retry on Conflict, as clients do.
+    let mut replaced = None;
+    for _ in 0..10 {
+        let mut changed = api.get(&name).await.expect("get before replace");
+        changed.annotations_mut().insert("replaced".into(), "yes".into());
+        match api.replace(&name, &PostParams::default(), &changed).await {
+            Ok(r) => {
+                replaced = Some(r);
+                break;
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            Err(e) => panic!("{kind}: replace: {e}"),
+        }
+    }
+    let replaced = replaced.expect("replace succeeds within 10 tries");
     assert_eq!(replaced.annotations().get("replaced").map(String::as_str), Some("yes"));
     assert_ne!(replaced.resource_version(), patched.resource_version());
     api.delete(&name, &DeleteParams::default()).await.expect("delete");
@@ -156,7 +167,13 @@ async fn deployment_generation_and_defaults() {
 
 #[tokio::test]
 async fn label_and_field_selectors() {
-    let (sb, c) = common::start().await;
+    // Pods stay Pending unless the test sets their phase: the simulated kubelet waits an hour.
+    let opts = machinist::sandbox::SandboxOptions {
+        test_hooks: true,
+        pod_start_delay: std::time::Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let (sb, c) = common::start_with(opts).await;
     let ns = common::fresh_namespace(&sb);
     let pods: Api<Pod> = ns_api(&c, &ns);
     for (name, app, tier, phase) in [
@@ -355,4 +372,57 @@ async fn a_lease_has_one_holder_when_two_clients_race() {
     }
     let l = a.get("leader").await.expect("final");
     assert_eq!(l.spec.and_then(|s| s.lease_transitions), Some(20));
+}
+
+#[tokio::test]
+async fn gateway_api_kinds_are_installed_and_served() {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    let (sb, c) = common::start().await;
+    let ns = common::fresh_namespace(&sb);
+    for (kind, plural) in [("Gateway", "gateways"), ("HTTPRoute", "httproutes")] {
+        let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", kind);
+        let ar = ApiResource::from_gvk_with_plural(&gvk, plural);
+        let api: Api<DynamicObject> = Api::namespaced_with(c.clone(), &ns, &ar);
+        let mut o = DynamicObject::new("demo", &ar);
+        o.data = json!({"spec": {"gatewayClassName": "sandbox", "parentRefs": [{"name": "demo"}], "anything": {"kept": true}}});
+        crud(api.clone(), o.clone()).await;
+        let created = api.create(&PostParams::default(), &o).await.expect("create again");
+        assert_eq!(created.data["spec"]["anything"]["kept"], true, "unknown fields are preserved");
+        let st = api
+            .patch_status("demo", &PatchParams::default(), &Patch::Merge(json!({"status": {"parents": []}})))
+            .await
+            .expect("status");
+        assert!(st.data["status"]["parents"].is_array());
+    }
+}
+
+#[tokio::test]
+async fn a_custom_resource_scale_subresource_follows_its_crd_paths() {
+    let (sb, c) = common::start().await;
+    let ns = common::fresh_namespace(&sb);
+    let crd = json!({"metadata": {"name": "pools.example.com"}, "spec": {"group": "example.com", "scope": "Namespaced",
+        "names": {"plural": "pools", "kind": "Pool"}, "versions": [{"name": "v1", "served": true, "storage": true,
+            "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.size", "statusReplicasPath": ".status.ready",
+                "labelSelectorPath": ".status.selector"}},
+            "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}});
+    sb.store.create(&Gvr::crds(), "", crd).expect("crd");
+    let pools = Gvr::new("example.com", "v1", "pools");
+    sb.store.create(&pools, &ns, json!({"metadata": {"name": "p"}, "spec": {"size": 2}})).expect("pool");
+    sb.store
+        .update_status(&pools, &ns, "p", |o| {
+            o["status"] = json!({"ready": 1, "selector": "app=p"});
+            Ok(())
+        })
+        .expect("status");
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("example.com", "v1", "Pool"), "pools");
+    let api: Api<DynamicObject> = Api::namespaced_with(c, &ns, &ar);
+    let s = api.get_scale("p").await.expect("scale");
+    assert_eq!(s.spec.and_then(|s| s.replicas), Some(2));
+    let st = s.status.expect("scale status");
+    assert_eq!((st.replicas, st.selector.as_deref()), (1, Some("app=p")));
+    let s =
+        api.patch_scale("p", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 4}}))).await;
+    assert_eq!(s.expect("patch scale").spec.and_then(|s| s.replicas), Some(4));
+    assert_eq!(api.get("p").await.expect("get").data["spec"]["size"], 4);
 }

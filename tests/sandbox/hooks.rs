@@ -150,3 +150,24 @@ async fn state_file_persists_objects_across_restarts() {
     let api: Api<ConfigMap> = Api::namespaced(c, &ns);
     assert_eq!(api.get("kept").await.expect("served").data.unwrap_or_default()["a"], "1");
 }
+
+#[tokio::test]
+async fn the_written_kubeconfig_is_private_and_usable() {
+    let (sb, _c) = common::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("nested/kubeconfig");
+    sb.write_kubeconfig(&path).expect("write");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o077, 0, "only the user may read it");
+    }
+    let text = std::fs::read_to_string(&path).expect("read");
+    let kc = kube::config::Kubeconfig::from_yaml(&text).expect("kubeconfig");
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.expect("config");
+    let client = kube::Client::try_from(cfg).expect("client");
+    let v = client.apiserver_version().await.expect("version");
+    assert_eq!((v.major.as_str(), v.minor.as_str()), ("1", "32"));
+    assert!(sb.banner(Some(&path)).contains(&format!("export KUBECONFIG={}", path.display())));
+}

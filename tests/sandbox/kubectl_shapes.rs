@@ -284,3 +284,33 @@ async fn kubectl_apply_scale_get_and_delete_sequences() {
         send(reqwest::Method::PUT, &format!("{coll}/web"), "application/json", &body.to_string()).await;
     assert_eq!((code, v["reason"].as_str()), (404, Some("NotFound")), "no create on PUT");
 }
+
+/// `kubectl create namespace x` as kubectl 1.32 sends it: a protobuf body (runtime.Unknown around a
+/// v1.Namespace whose ObjectMeta carries a zero creationTimestamp).
+#[tokio::test]
+async fn typed_creates_in_protobuf_are_understood() {
+    let (sb, _c) = common::start().await;
+    fn field(n: u8, payload: &[u8]) -> Vec<u8> {
+        let mut v = vec![(n << 3) | 2, payload.len() as u8];
+        v.extend_from_slice(payload);
+        v
+    }
+    let meta = [field(1, b"from-proto"), field(3, b""), field(8, b"")].concat();
+    let raw = field(1, &meta);
+    let tm = [field(1, b"v1"), field(2, b"Namespace")].concat();
+    let body = [b"k8s\0".to_vec(), field(1, &tm), field(2, &raw), field(3, b""), field(4, b"")].concat();
+    let r = common::http()
+        .post(format!("{}/api/v1/namespaces?fieldManager=kubectl-create&fieldValidation=Strict", sb.url()))
+        .header("content-type", "application/vnd.kubernetes.protobuf")
+        .header("accept", "application/vnd.kubernetes.protobuf,application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("application/json"));
+    let v: Value = r.json().await.expect("json");
+    assert_eq!((v["kind"].as_str(), v["metadata"]["name"].as_str()), (Some("Namespace"), Some("from-proto")));
+    assert!(v["metadata"]["creationTimestamp"].as_str().is_some_and(|t| !t.starts_with("1970")));
+    assert_eq!(v["status"]["phase"], "Active");
+}

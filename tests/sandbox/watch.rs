@@ -133,10 +133,11 @@ async fn raw_watch_streams_initial_state_then_changes_and_honours_selectors() {
     let (sb, _c) = common::start().await;
     let ns = common::fresh_namespace(&sb);
     let store = sb.store.clone();
-    let pods = Gvr::pods();
-    store.create(&pods, &ns, json!({"metadata": {"name": "a", "labels": {"app": "web"}}})).expect("a");
-    store.create(&pods, &ns, json!({"metadata": {"name": "b", "labels": {"app": "db"}}})).expect("b");
-    let base = format!("{}/api/v1/namespaces/{ns}/pods", sb.url());
+    // ConfigMaps: no simulated controller writes them, so the stream holds only these changes.
+    let cms = Gvr::new("", "v1", "configmaps");
+    store.create(&cms, &ns, json!({"metadata": {"name": "a", "labels": {"app": "web"}}})).expect("a");
+    store.create(&cms, &ns, json!({"metadata": {"name": "b", "labels": {"app": "db"}}})).expect("b");
+    let base = format!("{}/api/v1/namespaces/{ns}/configmaps", sb.url());
     let url = format!("{base}?watch=1&resourceVersion=0&labelSelector=app%3Dweb&timeoutSeconds=20");
     let initial = read_events(&url, 1).await;
     assert_eq!(
@@ -151,10 +152,10 @@ async fn raw_watch_streams_initial_state_then_changes_and_honours_selectors() {
         }
     };
     // b starts matching (ADDED), c never matches (nothing), a stops matching (DELETED), b goes (DELETED).
-    store.update(&pods, &ns, "b", relabel("web")).expect("b");
-    store.create(&pods, &ns, json!({"metadata": {"name": "c", "labels": {"app": "db"}}})).expect("c");
-    store.update(&pods, &ns, "a", relabel("db")).expect("a");
-    store.delete(&pods, &ns, "b").expect("delete b");
+    store.update(&cms, &ns, "b", relabel("web")).expect("b");
+    store.create(&cms, &ns, json!({"metadata": {"name": "c", "labels": {"app": "db"}}})).expect("c");
+    store.update(&cms, &ns, "a", relabel("db")).expect("a");
+    store.delete(&cms, &ns, "b").expect("delete b");
     let url = format!("{base}?watch=1&resourceVersion={rv}&labelSelector=app%3Dweb&timeoutSeconds=20");
     let ev = read_events(&url, 3).await;
     let summary: Vec<(String, String)> = ev
@@ -175,8 +176,8 @@ async fn raw_watch_streams_initial_state_then_changes_and_honours_selectors() {
 async fn raw_watch_sends_bookmarks_initial_events_end_and_410() {
     let (sb, _c) = common::start().await;
     let ns = common::fresh_namespace(&sb);
-    sb.store.create(&Gvr::pods(), &ns, json!({"metadata": {"name": "a"}})).expect("a");
-    let base = format!("{}/api/v1/namespaces/{ns}/pods", sb.url());
+    sb.store.create(&Gvr::new("", "v1", "configmaps"), &ns, json!({"metadata": {"name": "a"}})).expect("a");
+    let base = format!("{}/api/v1/namespaces/{ns}/configmaps", sb.url());
     let url = format!(
         "{base}?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=20"
     );
@@ -184,7 +185,7 @@ async fn raw_watch_sends_bookmarks_initial_events_end_and_410() {
     assert_eq!(ev[0]["type"], "ADDED");
     assert_eq!(ev[1]["type"], "BOOKMARK");
     assert_eq!(ev[1]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
-    assert_eq!(ev[1]["object"]["kind"], "Pod");
+    assert_eq!(ev[1]["object"]["kind"], "ConfigMap");
     let rv = sb.store.resource_version();
     // Bookmarks also come on their own while nothing changes (every 5 s).
     let url = format!("{base}?watch=true&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=20");

@@ -1,6 +1,7 @@
 //! Writes: stale PUTs, patch flavours, server-side apply, dryRun, /status, finalizers and GC.
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
@@ -75,44 +76,47 @@ async fn patch_flavours_strategic_json_with_test_and_rv_precondition() {
     .expect("patch");
     let d = api.patch("web", &pp, &Patch::<()>::Json(good)).await.expect("test passes");
     assert_eq!(d.spec.replicas, Some(3));
-    // A resourceVersion in a merge patch is a precondition.
-    let stale = json!({"metadata": {"resourceVersion": "1"}, "spec": {"replicas": 5}});
-    let err = api.patch("web", &pp, &Patch::Merge(stale)).await.expect_err("stale precondition");
+    // A resourceVersion in a merge patch is a precondition (on a ConfigMap: no controller writes it meanwhile).
+    let cms: Api<ConfigMap> = Api::namespaced(api.clone().into_client(), &ns);
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "pre"}, "data": {"a": "1"}})).expect("cm");
+    let cm = cms.create(&PostParams::default(), &cm).await.expect("cm");
+    let stale = json!({"metadata": {"resourceVersion": "1"}, "data": {"a": "2"}});
+    let err = cms.patch("pre", &pp, &Patch::Merge(stale)).await.expect_err("stale precondition");
     assert_eq!(api_err(err), (409, "Conflict".into()));
-    let rv = api.get("web").await.expect("get").resource_version();
-    let fresh = json!({"metadata": {"resourceVersion": rv}, "spec": {"replicas": 5}});
-    api.patch("web", &pp, &Patch::Merge(fresh)).await.expect("fresh precondition");
+    let fresh = json!({"metadata": {"resourceVersion": cm.resource_version()}, "data": {"a": "2"}});
+    cms.patch("pre", &pp, &Patch::Merge(fresh)).await.expect("fresh precondition");
 }
 
 #[tokio::test]
 async fn status_subresource_separates_status_from_the_rest() {
+    // An HPA: stored only, no simulated controller writes its status.
     let (sb, c) = common::start().await;
     let ns = common::fresh_namespace(&sb);
-    let api: Api<Deployment> = Api::namespaced(c, &ns);
-    api.create(&PostParams::default(), &serde_json::from_value(dep("web", 2)).expect("dep"))
-        .await
-        .expect("create");
+    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(c, &ns);
+    let hpa: HorizontalPodAutoscaler =
+        serde_json::from_value(json!({"metadata": {"name": "h"}, "spec": {"maxReplicas": 3,
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}}}))
+        .expect("hpa");
+    api.create(&PostParams::default(), &hpa).await.expect("create");
     let pp = PatchParams::default();
-    let d = api
-        .patch("web", &pp, &Patch::Merge(json!({"spec": {"replicas": 4}, "status": {"replicas": 9}})))
+    let h = api
+        .patch("h", &pp, &Patch::Merge(json!({"spec": {"maxReplicas": 4}, "status": {"desiredReplicas": 9}})))
         .await
         .expect("main patch");
-    assert!(d.status.as_ref().and_then(|s| s.replicas).is_none(), "main writes ignore status");
-    let d = api
-        .patch_status(
-            "web",
-            &pp,
-            &Patch::Merge(
-                json!({"spec": {"replicas": 7}, "status": {"replicas": 4, "observedGeneration": 2}}),
-            ),
-        )
-        .await
-        .expect("status patch");
-    assert_eq!(d.status.as_ref().and_then(|s| s.replicas), Some(4));
-    assert_eq!(d.spec.replicas, Some(4), "status writes ignore spec");
-    assert_eq!(d.metadata.generation, Some(2));
-    let got = api.get_status("web").await.expect("get status");
-    assert_eq!(got.status.and_then(|s| s.observed_generation), Some(2));
+    assert!(h.status.is_none_or(|s| s.desired_replicas == 0), "main writes ignore status");
+    assert_eq!((Some(h.spec.max_replicas), h.metadata.generation), (Some(4), Some(2)));
+    let patch = json!({"spec": {"maxReplicas": 7}, "status": {"desiredReplicas": 2, "currentReplicas": 1}});
+    let h = api.patch_status("h", &pp, &Patch::Merge(patch)).await.expect("status patch");
+    assert_eq!(h.status.as_ref().map(|s| s.desired_replicas), Some(2));
+    assert_eq!(Some(h.spec.max_replicas), Some(4), "status writes ignore spec");
+    assert_eq!(h.metadata.generation, Some(2), "status writes keep the generation");
+    let got = api.get_status("h").await.expect("get status");
+    assert_eq!(got.status.and_then(|s| s.current_replicas), Some(1));
+    let mut put = api.get("h").await.expect("get");
+    put.status.get_or_insert_with(Default::default).desired_replicas = 5;
+    let h = api.replace_status("h", &PostParams::default(), &put).await.expect("PUT /status");
+    assert_eq!(h.status.map(|s| s.desired_replicas), Some(5));
 }
 
 #[tokio::test]
@@ -220,8 +224,9 @@ async fn finalizers_hold_deletion_and_owner_references_cascade() {
     let ns = common::fresh_namespace(&sb);
     let rs_api: Api<ReplicaSet> = Api::namespaced(c.clone(), &ns);
     let pods: Api<Pod> = Api::namespaced(c.clone(), &ns);
+    // replicas 0: the simulated ReplicaSet controller must not add or remove pods here.
     let rs: ReplicaSet = serde_json::from_value(json!({"metadata": {"name": "rs"},
-        "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}}}}}))
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}}}}}))
     .expect("rs");
     let rs = rs_api.create(&PostParams::default(), &rs).await.expect("rs");
     let owner = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": rs.uid(), "controller": true}]);
@@ -247,7 +252,7 @@ async fn finalizers_hold_deletion_and_owner_references_cascade() {
     assert!(pods.get_opt("p2").await.expect("get").is_none(), "removed once its finalizers are gone");
     // Orphan propagation keeps dependents and drops their owner reference.
     let rs: ReplicaSet = serde_json::from_value(json!({"metadata": {"name": "rs2"},
-        "spec": {"selector": {"matchLabels": {"a": "c"}}}}))
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"a": "c"}}}}))
     .expect("rs");
     let rs = rs_api.create(&PostParams::default(), &rs).await.expect("rs2");
     let p: Pod = serde_json::from_value(
@@ -273,4 +278,21 @@ async fn deleting_a_namespace_deletes_its_contents() {
     assert!(api.get_opt("x").await.expect("get").is_none());
     let err = api.create(&PostParams::default(), &cm).await.expect_err("namespace gone");
     assert_eq!(api_err(err), (404, "NotFound".into()));
+}
+
+#[tokio::test]
+async fn re_applying_the_same_configuration_is_a_no_op() {
+    let (sb, c) = common::start().await;
+    let ns = common::fresh_namespace(&sb);
+    let api: Api<ConfigMap> = Api::namespaced(c, &ns);
+    let pp = PatchParams::apply("ctrl");
+    let cfg = |v: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": v}});
+    let first = api.patch("c", &pp, &Patch::Apply(cfg("1"))).await.expect("apply");
+    let rv = sb.store.resource_version();
+    let again = api.patch("c", &pp, &Patch::Apply(cfg("1"))).await.expect("apply again");
+    assert_eq!(again.resource_version(), first.resource_version());
+    assert_eq!(sb.store.resource_version(), rv, "no write, no event");
+    let changed = api.patch("c", &pp, &Patch::Apply(cfg("2"))).await.expect("apply a change");
+    assert_ne!(changed.resource_version(), first.resource_version());
+    assert_eq!(changed.data.unwrap_or_default()["k"], "2");
 }
