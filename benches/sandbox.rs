@@ -2,7 +2,8 @@
 //! static axum handler in the same run; watch fan-out of 1,000 pod changes to 10 watchers.
 //!
 //! `cargo bench --bench sandbox` (full) or `MACHINIST_BENCH_QUICK=1 cargo bench --bench sandbox` (fewer
-//! iterations). Prints figures; it asserts nothing but that each step completes.
+//! iterations); `MACHINIST_BENCH_PODS=50000` changes the pod count. Prints figures; it asserts nothing but
+//! that each step completes.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,11 @@ use machinist::sandbox::{Gvr, Sandbox, SandboxOptions};
 use serde_json::{Value, json};
 
 const PODS: u32 = 10_000;
+
+/// `MACHINIST_BENCH_PODS` overrides the pod count (e.g. 50000 to check the largest seed).
+fn pods() -> u32 {
+    std::env::var("MACHINIST_BENCH_PODS").ok().and_then(|v| v.parse().ok()).unwrap_or(PODS)
+}
 const WATCHERS: usize = 10;
 const CHANGES: usize = 1_000;
 
@@ -102,11 +108,12 @@ async fn watcher(client: reqwest::Client, url: String, ready: tokio::sync::mpsc:
 async fn main() {
     let quick = quick();
     let iterations = if quick { 15 } else { 100 };
-    println!("sandbox benchmark ({} mode): {PODS} pods", if quick { "quick" } else { "full" });
+    let pods = pods();
+    println!("sandbox benchmark ({} mode): {pods} pods", if quick { "quick" } else { "full" });
 
     // 1. Start to ready: seeded, serving, and a LIST returns every pod.
     let t0 = Instant::now();
-    let sb = Sandbox::start(SandboxOptions { extra_pods: PODS, ..SandboxOptions::default() })
+    let sb = Sandbox::start(SandboxOptions { extra_pods: pods, ..SandboxOptions::default() })
         .await
         .expect("sandbox starts");
     let started = t0.elapsed();
@@ -115,15 +122,15 @@ async fn main() {
     let body = client.get(&list_url).send().await.expect("list").bytes().await.expect("body");
     let ready = t0.elapsed();
     let n = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["items"].as_array().map(Vec::len));
-    assert_eq!(n, Some(PODS as usize), "the first LIST must return every pod");
-    println!("start: Sandbox::start with {PODS} pods {started:?}; first full LIST answered at {ready:?}");
+    assert_eq!(n, Some(pods as usize), "the first LIST must return every pod");
+    println!("start: Sandbox::start with {pods} pods {started:?}; first full LIST answered at {ready:?}");
 
     // 2. LIST vs the same bytes from a static handler.
     let static_url = static_server(body.clone()).await;
     let list = measure(&client, &list_url, iterations).await;
     let base = measure(&client, &static_url, iterations).await;
     println!(
-        "LIST {PODS} pods ({:.1} MB): p50 {:?} p99 {:?} {:.0} MB/s | static handler, same bytes: p50 {:?} p99 {:?} \
+        "LIST {pods} pods ({:.1} MB): p50 {:?} p99 {:?} {:.0} MB/s | static handler, same bytes: p50 {:?} p99 {:?} \
          {:.0} MB/s | ratio p50 {:.2}x, throughput {:.2}x ({iterations} sequential requests each)",
         list.bytes as f64 / 1e6,
         list.p50,

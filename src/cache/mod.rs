@@ -67,7 +67,7 @@ struct Inner {
     /// Latched: once every expected unit listed once, reads are served (relists serve the old snapshot).
     ready: bool,
     /// Relists in progress: objects buffered between `Init` and `InitDone`.
-    relists: HashMap<SyncKey, Vec<(ObjectKey, Projection)>>,
+    relists: HashMap<SyncKey, Vec<(ObjectKey, u64, Projection)>>,
     /// The namespace watcher is not running (namespaces configured, or skipped): scopes are not checked
     /// against existing namespaces.
     namespaces_known: bool,
@@ -163,15 +163,31 @@ impl Cache {
 
     // ---- k8s ingest
 
-    /// Project and upsert one object (also the write path's read-your-writes).
+    /// Project and upsert one object (also the write path's read-your-writes). A copy older (by
+    /// resourceVersion) than the cached one is ignored, so a write's response cannot undo a newer event.
     pub fn apply<K: K8sObject>(&self, obj: &K) {
+        self.apply_checked(obj, true);
+    }
+
+    /// `fresher_only`: refuse a copy older than the cached one (the write path races the watcher).
+    fn apply_checked<K: K8sObject>(&self, obj: &K, fresher_only: bool) {
         let key = obj.key();
+        let rv = obj.resource_version();
         let projection = obj.project();
         let mut inner = self.write();
-        if self.accepts(&key) {
-            apply_projection(&mut inner, K::KIND, &key, projection);
-            self.update_counts(&inner, K::KIND);
+        if !self.accepts(&key) {
+            return;
         }
+        if fresher_only
+            && let (Some(new), Some(cached)) =
+                (rv, inner.store.cached_rv(K::KIND, key.namespace.as_deref().unwrap_or_default(), &key.name))
+            && new < cached
+        {
+            tracing::debug!(kind = K::KIND, name = %key.name, new, cached, "ignoring an older copy");
+            return;
+        }
+        apply_projection(&mut inner, K::KIND, &key, projection, rv.unwrap_or(0));
+        self.update_counts(&inner, K::KIND);
     }
 
     pub fn delete<K: K8sObject>(&self, obj: &K) {
@@ -194,7 +210,8 @@ impl Cache {
         match event {
             Event::Apply(obj) => {
                 m.watch_events.with_label_values(&[K::KIND, "apply"]).inc();
-                self.apply(&obj);
+                // The watch is the order of truth: its events always apply.
+                self.apply_checked(&obj, false);
             }
             Event::Delete(obj) => {
                 m.watch_events.with_label_values(&[K::KIND, "delete"]).inc();
@@ -210,10 +227,11 @@ impl Cache {
             Event::InitApply(obj) => {
                 m.watch_events.with_label_values(&[K::KIND, "init_apply"]).inc();
                 let key = obj.key();
+                let rv = obj.resource_version().unwrap_or(0);
                 let projection = obj.project();
                 drop(obj);
                 if self.accepts(&key) {
-                    self.write().relists.entry(unit).or_default().push((key, projection));
+                    self.write().relists.entry(unit).or_default().push((key, rv, projection));
                 }
             }
             Event::InitDone => {
@@ -319,13 +337,13 @@ impl Cache {
         store.scopes.remove(scope);
         for c in controllers {
             let (model, meta) = record_to_model(c);
-            store.upsert_controller(scope, model, &meta);
+            store.upsert_controller(scope, model, &meta, 0);
         }
         for m in machines {
             store.upsert_resolved_machine(scope, m);
         }
         for s in &services {
-            store.upsert_service(scope, s);
+            store.upsert_service(scope, s, 0);
         }
         self.mark_synced(&mut inner, (self.provider, Some(scope.to_string())));
         inner.store.interner.gc();
@@ -347,7 +365,7 @@ impl Cache {
             store.remove_machine(scope, &id);
         }
         let (model, meta) = record_to_model(controller);
-        store.upsert_controller(scope, model, &meta);
+        store.upsert_controller(scope, model, &meta, 0);
         for m in machines {
             store.upsert_resolved_machine(scope, m);
         }
@@ -462,16 +480,16 @@ fn controller_kind_of(kind: &str) -> Option<ControllerKind> {
     }
 }
 
-fn apply_projection(inner: &mut Inner, kind: &'static str, key: &ObjectKey, projection: Projection) {
+fn apply_projection(inner: &mut Inner, kind: &'static str, key: &ObjectKey, projection: Projection, rv: u64) {
     let store = &mut inner.store;
     let scope = key.namespace.as_deref().unwrap_or_default();
     match projection {
-        Projection::Pod(pod) => store.upsert_pod(scope, *pod),
+        Projection::Pod(pod) => store.upsert_pod(scope, *pod, rv),
         Projection::Controller(c) => {
             let meta = provider_metadata(c.kind);
-            store.upsert_controller(scope, c, &meta);
+            store.upsert_controller(scope, c, &meta, rv);
         }
-        Projection::Service(s) => store.upsert_service(scope, &s),
+        Projection::Service(s) => store.upsert_service(scope, &s, rv),
         Projection::Namespace => {
             let name = store.interner.get(&key.name);
             store.namespaces.insert(name);
@@ -536,17 +554,17 @@ fn swap_kind(
     inner: &mut Inner,
     kind: &'static str,
     namespace: Option<&str>,
-    buffered: Vec<(ObjectKey, Projection)>,
+    buffered: Vec<(ObjectKey, u64, Projection)>,
 ) {
-    let listed: HashSet<&ObjectKey> = buffered.iter().map(|(k, _)| k).collect();
+    let listed: HashSet<&ObjectKey> = buffered.iter().map(|(k, _, _)| k).collect();
     let gone: Vec<ObjectKey> =
         keys_of(&inner.store, kind, namespace).into_iter().filter(|k| !listed.contains(k)).collect();
     drop(listed);
     for key in &gone {
         remove_key(inner, kind, key);
     }
-    for (key, projection) in buffered {
-        apply_projection(inner, kind, &key, projection);
+    for (key, rv, projection) in buffered {
+        apply_projection(inner, kind, &key, projection, rv);
     }
 }
 

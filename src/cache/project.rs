@@ -98,8 +98,18 @@ pub enum Projection {
 pub trait K8sObject: Send + Sync + 'static {
     /// The watcher kind (`kinds::*`).
     const KIND: &'static str;
-    fn key(&self) -> ObjectKey;
+    fn meta(&self) -> &ObjectMeta;
     fn project(&self) -> Projection;
+
+    fn key(&self) -> ObjectKey {
+        key_of(self.meta())
+    }
+
+    /// The resourceVersion as a number, to refuse an older copy over a newer one. Kubernetes calls it
+    /// opaque; every real server (and the sandbox) uses etcd's revision, a decimal integer.
+    fn resource_version(&self) -> Option<u64> {
+        self.meta().resource_version.as_deref().and_then(|rv| rv.parse().ok())
+    }
 }
 
 fn key_of(meta: &ObjectMeta) -> ObjectKey {
@@ -262,8 +272,8 @@ pub(crate) fn to_fragment<T: serde::Serialize>(value: &T) -> Fragment {
 
 impl K8sObject for Pod {
     const KIND: &'static str = kinds::PODS;
-    fn key(&self) -> ObjectKey {
-        key_of(&self.metadata)
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
     }
     fn project(&self) -> Projection {
         Projection::Pod(Box::new(project_pod(self)))
@@ -272,8 +282,8 @@ impl K8sObject for Pod {
 
 impl K8sObject for Deployment {
     const KIND: &'static str = kinds::DEPLOYMENTS;
-    fn key(&self) -> ObjectKey {
-        key_of(&self.metadata)
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
     }
     fn project(&self) -> Projection {
         Projection::Controller(controller_model(
@@ -287,8 +297,8 @@ impl K8sObject for Deployment {
 
 impl K8sObject for StatefulSet {
     const KIND: &'static str = kinds::STATEFULSETS;
-    fn key(&self) -> ObjectKey {
-        key_of(&self.metadata)
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
     }
     fn project(&self) -> Projection {
         Projection::Controller(controller_model(
@@ -302,8 +312,8 @@ impl K8sObject for StatefulSet {
 
 impl K8sObject for ReplicaSet {
     const KIND: &'static str = kinds::REPLICASETS;
-    fn key(&self) -> ObjectKey {
-        key_of(&self.metadata)
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
     }
     fn project(&self) -> Projection {
         Projection::Controller(controller_model(
@@ -317,8 +327,8 @@ impl K8sObject for ReplicaSet {
 
 impl K8sObject for ReplicationController {
     const KIND: &'static str = kinds::REPLICATIONCONTROLLERS;
-    fn key(&self) -> ObjectKey {
-        key_of(&self.metadata)
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
     }
     fn project(&self) -> Projection {
         Projection::Controller(controller_model(
@@ -332,8 +342,8 @@ impl K8sObject for ReplicationController {
 
 impl K8sObject for K8sService {
     const KIND: &'static str = kinds::SERVICES;
-    fn key(&self) -> ObjectKey {
-        key_of(&self.metadata)
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
     }
     fn project(&self) -> Projection {
         Projection::Service(project_service(self))
@@ -342,8 +352,8 @@ impl K8sObject for K8sService {
 
 impl K8sObject for Namespace {
     const KIND: &'static str = kinds::NAMESPACES;
-    fn key(&self) -> ObjectKey {
-        ObjectKey { namespace: None, name: self.metadata.name.clone().unwrap_or_default() }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
     }
     fn project(&self) -> Projection {
         Projection::Namespace
@@ -352,8 +362,8 @@ impl K8sObject for Namespace {
 
 impl K8sObject for Gateway {
     const KIND: &'static str = kinds::GATEWAYS;
-    fn key(&self) -> ObjectKey {
-        key_of(&self.0.metadata)
+    fn meta(&self) -> &ObjectMeta {
+        &self.0.metadata
     }
     fn project(&self) -> Projection {
         Projection::Object(to_fragment(&trim_dynamic(&self.0, "gateway.networking.k8s.io/v1", "Gateway")))
@@ -362,8 +372,8 @@ impl K8sObject for Gateway {
 
 impl K8sObject for HttpRoute {
     const KIND: &'static str = kinds::HTTPROUTES;
-    fn key(&self) -> ObjectKey {
-        key_of(&self.0.metadata)
+    fn meta(&self) -> &ObjectMeta {
+        &self.0.metadata
     }
     fn project(&self) -> Projection {
         Projection::Object(to_fragment(&trim_dynamic(&self.0, "gateway.networking.k8s.io/v1", "HTTPRoute")))

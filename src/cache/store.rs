@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::model::{ControllerKind, ControllerRef, Labels, Machine, Service};
-use super::project::{ControllerModel, Owner, PodModel, to_fragment};
+use super::project::{ControllerModel, Owner, PodModel, kinds, to_fragment};
 use crate::provider::Fragment;
 
 pub(crate) type Name = Arc<str>;
@@ -90,6 +90,8 @@ pub(crate) struct MachineRec {
     direct: Option<TopRef>,
     pub top: Option<TopRef>,
     pub fragment: Fragment,
+    /// resourceVersion of the object this was projected from (0: unknown).
+    pub rv: u64,
 }
 
 pub(crate) struct ControllerRec {
@@ -101,6 +103,7 @@ pub(crate) struct ControllerRec {
     pub owner: Option<TopRef>,
     /// The served Controller without `machines`, and without its closing brace, for splicing.
     pub head: Box<str>,
+    pub rv: u64,
 }
 
 impl ControllerRec {
@@ -135,6 +138,7 @@ impl ControllerRec {
 pub(crate) struct LabeledRec {
     pub labels: Box<[(Arc<str>, Arc<str>)]>,
     pub fragment: Fragment,
+    pub rv: u64,
 }
 
 #[derive(Default)]
@@ -267,22 +271,37 @@ impl Store {
         Some(direct.clone())
     }
 
+    /// The resourceVersion cached for an object of watcher kind `kind`, if it is cached and has one.
+    pub fn cached_rv(&self, kind: &str, scope: &str, name: &str) -> Option<u64> {
+        let data = self.scope(scope)?;
+        let rv = match kind {
+            kinds::PODS => data.machines.get(name)?.rv,
+            kinds::SERVICES => data.services.get(name)?.rv,
+            kinds::DEPLOYMENTS => data.controller(ControllerKind::Deployment, name)?.rv,
+            kinds::STATEFULSETS => data.controller(ControllerKind::StatefulSet, name)?.rv,
+            kinds::REPLICASETS => data.controller(ControllerKind::ReplicaSet, name)?.rv,
+            kinds::REPLICATIONCONTROLLERS => data.controller(ControllerKind::ReplicationController, name)?.rv,
+            _ => return None,
+        };
+        Some(rv).filter(|rv| *rv > 0)
+    }
+
     // ---- machines
 
     /// k8s: upsert a projected pod, resolving its top owner from the cache.
-    pub fn upsert_pod(&mut self, scope: &str, pod: PodModel) {
+    pub fn upsert_pod(&mut self, scope: &str, pod: PodModel, rv: u64) {
         let PodModel { mut machine, owner } = pod;
         let direct = owner.map(|o| self.top_ref(&o.kind, &o.name, &o.api_version));
         let top = self.resolve(scope, direct.as_ref());
         machine.controller = top.as_ref().map(TopRef::served);
         let rs = direct.as_ref().filter(|d| &*d.kind == "ReplicaSet").map(|d| d.name.clone());
-        self.insert_machine(scope, machine, direct, rs, top);
+        self.insert_machine(scope, machine, direct, rs, top, rv);
     }
 
     /// ecs (or any pre-resolved machine): `machine.controller` is already the top owner.
     pub fn upsert_resolved_machine(&mut self, scope: &str, machine: Machine) {
         let top = machine.controller.as_ref().map(|c| self.top_ref(&c.kind, &c.name, &c.api_version));
-        self.insert_machine(scope, machine, top.clone(), None, top);
+        self.insert_machine(scope, machine, top.clone(), None, top, 0);
     }
 
     fn insert_machine(
@@ -292,12 +311,14 @@ impl Store {
         direct: Option<TopRef>,
         rs: Option<Name>,
         top: Option<TopRef>,
+        rv: u64,
     ) {
         let fragment = to_fragment(&machine);
-        if let Some(old) = self.scope(scope).and_then(|s| s.machines.get(machine.id.as_str()))
+        if let Some(old) = self.scopes.get_mut(scope).and_then(|s| s.machines.get_mut(machine.id.as_str()))
             && old.fragment.get() == fragment.get()
             && old.direct == direct
         {
+            old.rv = rv;
             return;
         }
         let labels = self.intern_labels(&machine.labels);
@@ -313,7 +334,7 @@ impl Store {
         if let Some(rs) = &rs {
             data.by_rs.entry(rs.clone()).or_default().insert(name.clone());
         }
-        data.machines.insert(name, MachineRec { labels, rs, direct, top, fragment });
+        data.machines.insert(name, MachineRec { labels, rs, direct, top, fragment, rv });
     }
 
     pub fn remove_machine(&mut self, scope: &str, name: &str) -> bool {
@@ -354,9 +375,8 @@ impl Store {
                 }
             };
             machine.controller = new_top.as_ref().map(TopRef::served);
-            let direct = rec.direct.clone();
-            let rs_name = rec.rs.clone();
-            self.insert_machine(scope, machine, direct, rs_name, new_top);
+            let (direct, rs_name, rv) = (rec.direct.clone(), rec.rs.clone(), rec.rv);
+            self.insert_machine(scope, machine, direct, rs_name, new_top, rv);
         }
     }
 
@@ -367,6 +387,7 @@ impl Store {
         scope: &str,
         model: ControllerModel,
         provider_metadata: &BTreeMap<String, String>,
+        rv: u64,
     ) {
         let head = ControllerHead {
             name: &model.name,
@@ -390,6 +411,7 @@ impl Store {
             ready_replicas: model.ready_replicas,
             owner: owner.clone(),
             head,
+            rv,
         };
         data.controllers.entry(kind).or_default().insert(name.clone(), rec);
         if kind == ControllerKind::ReplicaSet && old_owner != Some(owner) {
@@ -409,13 +431,12 @@ impl Store {
 
     // ---- services and Gateway API objects
 
-    pub fn upsert_service(&mut self, scope: &str, service: &Service) {
+    pub fn upsert_service(&mut self, scope: &str, service: &Service, rv: u64) {
         let fragment = to_fragment(service);
-        if self
-            .scope(scope)
-            .and_then(|s| s.services.get(service.name.as_str()))
-            .is_some_and(|old| old.fragment.get() == fragment.get())
+        if let Some(old) = self.scopes.get_mut(scope).and_then(|s| s.services.get_mut(service.name.as_str()))
+            && old.fragment.get() == fragment.get()
         {
+            old.rv = rv;
             return;
         }
         self.remove_service(scope, &service.name);
@@ -425,7 +446,7 @@ impl Store {
         for (k, v) in labels.iter() {
             data.service_labels.insert(k, v, &name);
         }
-        data.services.insert(name, LabeledRec { labels, fragment });
+        data.services.insert(name, LabeledRec { labels, fragment, rv });
     }
 
     pub fn remove_service(&mut self, scope: &str, name: &str) -> bool {

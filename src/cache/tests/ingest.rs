@@ -193,3 +193,24 @@ fn deletes_remove_from_every_index() {
     assert!(controller(&cache.controller("default", "web", None).expect("web")).machines.is_empty());
     assert!(cache.controller_of_machine("default", "web-1-a").expect("of").is_empty());
 }
+
+#[test]
+fn a_write_response_older_than_the_watched_copy_does_not_undo_it() {
+    let cache = synced(&["default"]);
+    let mut newer = deployment("default", "web", 5);
+    newer.metadata.resource_version = Some("12".into());
+    cache.watcher_event(Event::Apply(newer));
+    let mut older = deployment("default", "web", 3);
+    older.metadata.resource_version = Some("10".into());
+    cache.apply(&older);
+    assert_eq!(cache.resolve_controller("default", "web", None).expect("web").replicas, 5);
+
+    let mut fresher = deployment("default", "web", 7);
+    fresher.metadata.resource_version = Some("13".into());
+    cache.apply(&fresher);
+    assert_eq!(cache.resolve_controller("default", "web", None).expect("web").replicas, 7);
+
+    // Watch events always apply: the watch is the order of truth.
+    cache.watcher_event(Event::Apply(deployment("default", "web", 2)));
+    assert_eq!(cache.resolve_controller("default", "web", None).expect("web").replicas, 2);
+}

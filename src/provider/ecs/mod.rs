@@ -1,1 +1,369 @@
-//! The ECS provider: a budgeted poller feeding the cache, and UpdateService writes. (Issue 6.)
+//! The ECS provider: a budgeted poller per cluster feeding an ECS [`Cache`], and the ECS writes
+//! (UpdateService, DeleteService, TagResource/UntagResource) behind `provider::Writes`.
+//!
+//! No SDK type leaves this module: the rest of machinist sees `cache::model` shapes and `ProviderError`.
+//! It never answers a read from the network: reads go to the cache.
+
+mod budget;
+mod client;
+pub mod emulator;
+mod error;
+pub mod map;
+mod poll;
+mod write;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+pub use self::budget::Budget;
+use self::client::EcsApi;
+pub use self::client::{CallCounter, ClientOptions};
+pub use self::error::EcsError;
+use self::poll::KnownTask;
+pub use self::poll::Snapshot;
+pub use self::write::MAX_TAGS;
+use crate::cache::Cache;
+use crate::cache::model::ControllerKind;
+use crate::config::EcsArgs;
+use crate::provider::{
+    Capabilities, ControllerTarget, Fragment, Health, ManifestKind, Provider, ProviderError, ReadModel,
+    Result, Writes,
+};
+use crate::reconcile::crd::TargetProvider;
+use crate::reconcile::queue::{Scaled, TargetKey};
+use crate::reconcile::run::{Reconciler, Resolved, Scaler, Source, scaled_fragment};
+
+/// Everything the ECS provider needs, resolved from flags and environment once, at start.
+#[derive(Clone, Debug)]
+pub struct EcsSettings {
+    pub client: ClientOptions,
+    pub clusters: Vec<String>,
+    pub poll_interval: Duration,
+    /// Sustained ECS reads per second across all clusters, and the burst allowed.
+    pub read_rate: f64,
+    pub read_burst: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EcsConfigError {
+    #[error("no ECS cluster configured: set PLT_ECS_CLUSTERS (comma separated) or --ecs-clusters")]
+    NoClusters,
+    #[error("{0:?} is not a valid ECS cluster name (1-255 letters, digits, - and _)")]
+    BadCluster(String),
+    #[error("no AWS region: set PLT_ECS_REGION (or AWS_REGION)")]
+    NoRegion,
+    #[error(transparent)]
+    Client(#[from] client::ClientError),
+}
+
+fn parse_clusters(value: &str) -> std::result::Result<Vec<String>, EcsConfigError> {
+    let mut clusters: Vec<String> = Vec::new();
+    for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let valid =
+            name.len() <= 255 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(EcsConfigError::BadCluster(name.to_string()));
+        }
+        if !clusters.iter().any(|c| c == name) {
+            clusters.push(name.to_string());
+        }
+    }
+    Ok(clusters)
+}
+
+impl EcsSettings {
+    /// From the operator flags. `PLT_ECS_CLUSTER` (singular, the original machinist's name) is accepted
+    /// when `PLT_ECS_CLUSTERS` is empty; the region falls back to `AWS_REGION` / `AWS_DEFAULT_REGION`.
+    pub fn from_args(args: &EcsArgs) -> std::result::Result<EcsSettings, EcsConfigError> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let mut clusters = parse_clusters(&args.clusters)?;
+        if clusters.is_empty()
+            && let Some(single) = env("PLT_ECS_CLUSTER")
+        {
+            clusters = parse_clusters(&single)?;
+        }
+        if clusters.is_empty() {
+            return Err(EcsConfigError::NoClusters);
+        }
+        let region = args
+            .region
+            .clone()
+            .filter(|r| !r.trim().is_empty())
+            .or_else(|| env("AWS_REGION"))
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .ok_or(EcsConfigError::NoRegion)?;
+        Ok(EcsSettings {
+            client: ClientOptions::new(region),
+            clusters,
+            poll_interval: args.poll_interval,
+            read_rate: 5.0,
+            read_burst: 65,
+        })
+    }
+}
+
+/// State shared by the pollers and the writes.
+pub(crate) struct Inner {
+    api: EcsApi,
+    budget: Budget,
+    cache: Arc<Cache>,
+    interval: Duration,
+    /// One lock per cluster: cache replacements of a cluster happen one at a time, in call order.
+    locks: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    /// Per cluster, task id → what the last refresh saw (version skip, id → ARN).
+    known: Mutex<HashMap<String, HashMap<String, KnownTask>>>,
+    /// Per cluster, the error of the last failed refresh (cleared by a successful one).
+    errors: Mutex<BTreeMap<String, String>>,
+}
+
+impl Inner {
+    fn lock_of(&self, cluster: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks.get(cluster).cloned().unwrap_or_default()
+    }
+
+    fn health_ok(&self, cluster: &str) {
+        if let Ok(mut e) = self.errors.lock() {
+            e.remove(cluster);
+        }
+    }
+
+    fn health_fail(&self, cluster: &str, error: &EcsError) {
+        if let Ok(mut e) = self.errors.lock() {
+            e.insert(cluster.to_string(), error.reason());
+        }
+    }
+}
+
+/// The ECS provider. Pollers run while it lives; dropping it stops them.
+pub struct EcsProvider {
+    inner: Arc<Inner>,
+    pollers: Vec<tokio::task::JoinHandle<()>>,
+    /// REST scales go through this reconciler (with the REST write deadline) once attached.
+    reconciler: OnceLock<(Arc<Reconciler>, Duration)>,
+}
+
+/// The reconciler's handle on ECS: observe from the cache, scale with UpdateService + targeted refresh.
+pub struct EcsScaler {
+    inner: Arc<Inner>,
+}
+
+impl Scaler for EcsScaler {
+    fn observe(&self, scope: &str, name: &str, kind: Option<ControllerKind>) -> Result<Option<Resolved>> {
+        match self.inner.cache.resolve_controller(scope, name, kind) {
+            Ok(resolved) => Ok(Some(resolved)),
+            Err(ProviderError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn scale(
+        &self,
+        scope: String,
+        name: String,
+        _kind: Option<ControllerKind>,
+        replicas: i32,
+    ) -> BoxFuture<'_, Result<Scaled>> {
+        async move {
+            let (previous, applied) = self.inner.scale_service(&scope, &name, replicas).await?;
+            let controller = self.inner.cache.controller(&scope, &name, None).ok();
+            Ok(Scaled { kind: ControllerKind::Service, name, previous, applied, controller })
+        }
+        .boxed()
+    }
+}
+
+impl Drop for EcsProvider {
+    fn drop(&mut self) {
+        for p in &self.pollers {
+            p.abort();
+        }
+    }
+}
+
+impl EcsProvider {
+    /// Connect and start one poller per cluster (spawned on the current tokio runtime).
+    pub async fn start(settings: EcsSettings) -> std::result::Result<EcsProvider, EcsConfigError> {
+        let mut provider = EcsProvider::connect(settings).await?;
+        let clusters: Vec<String> = provider.inner.locks.keys().cloned().collect();
+        for cluster in clusters {
+            let inner = provider.inner.clone();
+            provider.pollers.push(tokio::spawn(async move { inner.run_cluster(cluster).await }));
+        }
+        Ok(provider)
+    }
+
+    /// Connect without starting pollers; refresh with [`EcsProvider::refresh`].
+    pub async fn connect(settings: EcsSettings) -> std::result::Result<EcsProvider, EcsConfigError> {
+        let api = EcsApi::connect(&settings.client).await?;
+        let cache = Arc::new(Cache::new_ecs(settings.clusters.clone()));
+        let locks = settings.clusters.iter().map(|c| (c.clone(), Arc::default())).collect();
+        let inner = Inner {
+            api,
+            budget: Budget::new(settings.read_rate, settings.read_burst),
+            cache,
+            interval: settings.poll_interval,
+            locks,
+            known: Mutex::default(),
+            errors: Mutex::default(),
+        };
+        Ok(EcsProvider { inner: Arc::new(inner), pollers: Vec::new(), reconciler: OnceLock::new() })
+    }
+
+    /// The scaler to register as `Scalers.ecs` of the reconciler.
+    pub fn scaler(&self) -> Arc<dyn Scaler> {
+        Arc::new(EcsScaler { inner: self.inner.clone() })
+    }
+
+    /// Send REST scales through `reconciler` (which must hold this provider's [`EcsProvider::scaler`]),
+    /// answering 504 after `write_timeout`. Without it, REST scales call UpdateService directly.
+    pub fn attach_reconciler(&self, reconciler: Arc<Reconciler>, write_timeout: Duration) {
+        let _ = self.reconciler.set((reconciler, write_timeout));
+    }
+
+    pub fn cache(&self) -> &Arc<Cache> {
+        &self.inner.cache
+    }
+
+    /// ECS calls made by this provider, by operation (each attempt counted).
+    pub fn calls(&self) -> &CallCounter {
+        &self.inner.api.calls
+    }
+
+    /// A full refresh of one cluster into the cache, now.
+    pub async fn refresh(&self, cluster: &str) -> Result<()> {
+        self.inner.sync_cluster(cluster).await.map_err(ProviderError::from)
+    }
+
+    /// Set a service's desiredCount, then refresh it. Returns `(previous, new)` desired counts.
+    pub async fn scale_service(&self, cluster: &str, service: &str, desired: i32) -> Result<(i32, i32)> {
+        self.inner.scale_service(cluster, service, desired).await
+    }
+}
+
+const CAPABILITIES: Capabilities = Capabilities {
+    machines: true,
+    controllers: true,
+    scale: true,
+    labels: true,
+    services: true,
+    apply: false,
+    gateways: false,
+    httproutes: false,
+};
+
+impl Provider for EcsProvider {
+    fn name(&self) -> &'static str {
+        "ecs"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        CAPABILITIES
+    }
+
+    fn health(&self) -> Health {
+        let errors = self.inner.errors.lock().map(|e| e.clone()).unwrap_or_default();
+        let reason = (!errors.is_empty())
+            .then(|| errors.iter().map(|(c, e)| format!("cluster {c}: {e}")).collect::<Vec<_>>().join("; "));
+        Health { healthy: errors.is_empty(), synced: self.inner.cache.synced(), reason }
+    }
+
+    fn reads(&self) -> &dyn ReadModel {
+        &*self.inner.cache
+    }
+
+    fn writes(&self) -> &dyn Writes {
+        self
+    }
+}
+
+fn not_supported(what: &str) -> ProviderError {
+    ProviderError::CapabilityNotSupported(format!("{what} is not supported by the ecs provider"))
+}
+
+impl Writes for EcsProvider {
+    fn scale(&self, target: ControllerTarget, replicas: i32) -> BoxFuture<'_, Result<Fragment>> {
+        async move {
+            if let Some((reconciler, timeout)) = self.reconciler.get() {
+                let key = TargetKey {
+                    provider: TargetProvider::Ecs,
+                    scope: target.scope,
+                    kind: target.kind,
+                    name: target.name,
+                };
+                let scaled = reconciler.scale_within(Source::Rest, *timeout, &key, replicas).await?;
+                return scaled_fragment(&scaled);
+            }
+            let result = self.inner.scale_service(&target.scope, &target.name, replicas).await;
+            write::record("scale", &result);
+            result?;
+            self.inner.cache.controller(&target.scope, &target.name, None)
+        }
+        .boxed()
+    }
+
+    fn delete_controller(&self, target: ControllerTarget) -> BoxFuture<'_, Result<()>> {
+        async move { self.inner.delete_service(&target.scope, &target.name).await }.boxed()
+    }
+
+    fn patch_machine_labels(
+        &self,
+        scope: String,
+        id: String,
+        labels: BTreeMap<String, Option<String>>,
+    ) -> BoxFuture<'_, Result<Fragment>> {
+        async move {
+            self.inner.patch_task_labels(&scope, &id, labels).await?;
+            self.inner.cache.machine(&scope, &id)
+        }
+        .boxed()
+    }
+
+    fn delete_service(&self, scope: String, _name: String) -> BoxFuture<'_, Result<bool>> {
+        // An ECS service's ports are not a separate object: nothing to delete (API.md: a 200 no-op).
+        async move { self.inner.cache.services(&scope, &[]).map(|_| false) }.boxed()
+    }
+
+    fn apply(
+        &self,
+        _scope: String,
+        _kind: ManifestKind,
+        _manifest: serde_json::Value,
+    ) -> BoxFuture<'_, Result<serde_json::Value>> {
+        async move { Err(not_supported("applying manifests")) }.boxed()
+    }
+
+    fn delete_httproute(&self, _scope: String, _name: String) -> BoxFuture<'_, Result<()>> {
+        async move { Err(not_supported("HTTPRoutes")) }.boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clusters_parse_dedupe_and_reject() {
+        assert_eq!(parse_clusters(" a, b ,a,,").unwrap(), vec!["a", "b"]);
+        assert!(parse_clusters("").unwrap().is_empty());
+        assert!(matches!(parse_clusters("bad name"), Err(EcsConfigError::BadCluster(_))));
+        assert!(matches!(parse_clusters("x/y"), Err(EcsConfigError::BadCluster(_))));
+    }
+
+    #[test]
+    fn settings_need_clusters_and_region() {
+        let args = |clusters: &str, region: Option<&str>| EcsArgs {
+            region: region.map(String::from),
+            clusters: clusters.into(),
+            poll_interval: Duration::from_secs(5),
+        };
+        let s = EcsSettings::from_args(&args("prod,stage", Some("eu-west-1"))).unwrap();
+        assert_eq!(s.clusters, vec!["prod", "stage"]);
+        assert_eq!(s.client.region, "eu-west-1");
+        assert_eq!(s.poll_interval, Duration::from_secs(5));
+        assert!(EcsSettings::from_args(&args("bad name", Some("eu-west-1"))).is_err());
+    }
+}

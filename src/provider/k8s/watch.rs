@@ -188,19 +188,26 @@ impl Ctx {
         let stream = watcher(api);
         let ctx = self.clone();
         tokio::spawn(async move {
-            ctx.drive::<K, _, _>(stream, ns, id, |guard: DeserializeGuard<K>| match guard.0 {
-                Ok(obj) => Some(obj),
-                Err(invalid) => {
-                    tracing::warn!(
-                        kind = K::KIND,
-                        namespace = ?invalid.metadata.namespace,
-                        name = ?invalid.metadata.name,
-                        error = %invalid.error,
-                        "skipping an object that does not decode"
-                    );
-                    None
-                }
-            })
+            drive::<K, _, _>(
+                &ctx.cache,
+                &ctx.health,
+                stream,
+                ns,
+                id,
+                |guard: DeserializeGuard<K>| match guard.0 {
+                    Ok(obj) => Some(obj),
+                    Err(invalid) => {
+                        tracing::warn!(
+                            kind = K::KIND,
+                            namespace = ?invalid.metadata.namespace,
+                            name = ?invalid.metadata.name,
+                            error = %invalid.error,
+                            "skipping an object that does not decode"
+                        );
+                        None
+                    }
+                },
+            )
             .await;
         })
     }
@@ -236,7 +243,7 @@ impl Ctx {
                 let stream = watcher(api);
                 let ctx = ctx.clone();
                 tasks.push(tokio::spawn(async move {
-                    ctx.drive::<K, _, _>(stream, ns, id, |o| Some(wrap(o))).await
+                    drive::<K, _, _>(&ctx.cache, &ctx.health, stream, ns, id, |o| Some(wrap(o))).await
                 }));
             }
             for t in tasks {
@@ -268,41 +275,47 @@ impl Ctx {
             }
         }
     }
+}
 
-    /// Feed the cache from one watcher stream until it ends (it does not, with backoff).
-    async fn drive<K, R, S>(&self, stream: S, ns: Option<String>, id: String, wrap: impl Fn(R) -> Option<K>)
-    where
-        K: K8sObject,
-        S: Stream<Item = Result<Event<R>, watcher::Error>>,
-    {
-        let m = metrics();
-        let mut stream = std::pin::pin!(stream);
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(event) => {
-                    self.health.event(&id);
-                    m.watch_seen(K::KIND);
-                    let event = match event {
-                        Event::Apply(o) => wrap(o).map(Event::Apply),
-                        Event::Delete(o) => wrap(o).map(Event::Delete),
-                        Event::InitApply(o) => wrap(o).map(Event::InitApply),
-                        Event::Init => Some(Event::Init),
-                        Event::InitDone => Some(Event::InitDone),
-                    };
-                    if let Some(event) = event {
-                        self.cache.watcher_event_in(ns.as_deref(), event);
-                    }
-                }
-                Err(err) => {
-                    tracing::warn!(watcher = %id, %err, "watch failed; backing off");
-                    m.watch_errors.with_label_values(&[K::KIND]).inc();
-                    self.health.error(&id, err.to_string());
+/// Feed the cache from one watcher stream until it ends (it does not, with backoff).
+async fn drive<K, R, S>(
+    cache: &Cache,
+    health: &WatchHealth,
+    stream: S,
+    ns: Option<String>,
+    id: String,
+    wrap: impl Fn(R) -> Option<K>,
+) where
+    K: K8sObject,
+    S: Stream<Item = Result<Event<R>, watcher::Error>>,
+{
+    let m = metrics();
+    let mut stream = std::pin::pin!(stream);
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(event) => {
+                health.event(&id);
+                m.watch_seen(K::KIND);
+                let event = match event {
+                    Event::Apply(o) => wrap(o).map(Event::Apply),
+                    Event::Delete(o) => wrap(o).map(Event::Delete),
+                    Event::InitApply(o) => wrap(o).map(Event::InitApply),
+                    Event::Init => Some(Event::Init),
+                    Event::InitDone => Some(Event::InitDone),
+                };
+                if let Some(event) = event {
+                    cache.watcher_event_in(ns.as_deref(), event);
                 }
             }
+            Err(err) => {
+                tracing::warn!(watcher = %id, %err, "watch failed; backing off");
+                m.watch_errors.with_label_values(&[K::KIND]).inc();
+                health.error(&id, err.to_string());
+            }
         }
-        tracing::error!(watcher = %id, "watch stream ended");
-        self.health.ended(&id);
     }
+    tracing::error!(watcher = %id, "watch stream ended");
+    health.ended(&id);
 }
 
 /// A watcher with kube's default backoff on errors.
@@ -311,4 +324,91 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
     watcher::watcher(api, watcher::Config::default()).default_backoff()
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::stream;
+    use serde_json::json;
+
+    use super::*;
+    use crate::provider::ReadModel;
+
+    fn guard(v: serde_json::Value) -> DeserializeGuard<Pod> {
+        serde_json::from_value(v).expect("a guard always decodes when metadata does")
+    }
+
+    fn pod(name: &str) -> serde_json::Value {
+        json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": name, "namespace": "default" },
+                "spec": { "containers": [ { "name": "app", "image": "img:1" } ] } })
+    }
+
+    fn gone() -> watcher::Error {
+        watcher::Error::WatchError(Box::new(kube::core::Status::failure("too old", "Expired")))
+    }
+
+    #[tokio::test]
+    async fn drive_feeds_the_cache_skips_undecodable_objects_and_tracks_health() {
+        let cache = Cache::new_k8s(vec!["default".into()]);
+        for kind in kinds::ALL.into_iter().filter(|k| *k != kinds::PODS) {
+            cache.skip_kind(kind);
+        }
+        let id = "pods/default".to_string();
+        let ns = Some("default".to_string());
+
+        // Three failures in a row, then the stream ends: unhealthy.
+        let health = WatchHealth::default();
+        health.register(&id);
+        let errors = stream::iter((0..3).map(|_| Err::<Event<DeserializeGuard<Pod>>, _>(gone())));
+        drive::<Pod, _, _>(&cache, &health, errors, ns.clone(), id.clone(), |g| g.0.ok()).await;
+        let reason = health.check(Duration::from_secs(600)).expect_err("unhealthy");
+        assert!(reason.contains("pods/default"), "{reason}");
+
+        // One failure (a 410), a relist with an object that does not decode, then a live event.
+        let health = WatchHealth::default();
+        health.register(&id);
+        let broken = json!({ "apiVersion": "v1", "kind": "Pod",
+                             "metadata": { "name": "bad", "namespace": "default" },
+                             "spec": { "containers": "not a list" } });
+        let items = vec![
+            Err(gone()),
+            Ok(Event::Init),
+            Ok(Event::InitApply(guard(pod("good")))),
+            Ok(Event::InitApply(guard(broken))),
+            Ok(Event::InitDone),
+            Ok(Event::Apply(guard(pod("later")))),
+        ];
+        let endless = stream::iter(items).chain(stream::pending());
+        let run = drive::<Pod, _, _>(&cache, &health, endless, ns, id, |g| g.0.ok());
+        assert!(tokio::time::timeout(Duration::from_millis(200), run).await.is_err(), "a watch never ends");
+
+        assert!(cache.synced());
+        let ids: Vec<String> = cache
+            .machines("default", &[])
+            .expect("machines")
+            .iter()
+            .map(|f| serde_json::from_str::<serde_json::Value>(f.get()).expect("json")["id"].to_string())
+            .collect();
+        assert_eq!(ids, ["\"good\"", "\"later\""], "the undecodable pod is skipped, the rest served");
+        assert_eq!(health.check(Duration::from_secs(600)), Ok(()), "an error followed by events is healthy");
+    }
+
+    #[test]
+    fn health_reports_streaks_and_stopped_watchers() {
+        let health = WatchHealth::default();
+        health.register("pods");
+        health.register("services");
+        assert_eq!(health.check(Duration::from_secs(1)), Ok(()));
+        health.error("pods", "boom".into());
+        assert_eq!(health.check(Duration::from_secs(600)), Ok(()), "one error is a restart, not a failure");
+        assert!(health.check(Duration::ZERO).is_err(), "failing with no event beyond stale_after");
+        health.error("pods", "boom".into());
+        health.error("pods", "boom".into());
+        let reason = health.check(Duration::from_secs(600)).expect_err("streak");
+        assert!(reason.contains("pods") && reason.contains("boom"), "{reason}");
+        health.event("pods");
+        assert_eq!(health.check(Duration::from_secs(600)), Ok(()));
+        health.ended("services");
+        assert!(health.check(Duration::from_secs(600)).expect_err("ended").contains("services"));
+    }
 }
