@@ -28,7 +28,8 @@ async fn machinist_client(sb: &Sandbox) -> Client {
 }
 
 async fn setup() -> (Sandbox, Client, Arc<Cache>, watch::Watchers) {
-    let opts = SandboxOptions { test_hooks: true, pod_start_delay: Duration::from_millis(50), ..Default::default() };
+    let opts =
+        SandboxOptions { test_hooks: true, pod_start_delay: Duration::from_millis(50), ..Default::default() };
     let (sb, kube_client) = common::start_with(opts).await;
     let cache = Arc::new(Cache::new_k8s(vec![]));
     let watchers = watch::spawn_watchers(machinist_client(&sb).await, cache.clone(), &[]);
@@ -89,18 +90,26 @@ async fn watchers_fill_the_cache_and_a_scale_is_visible_within_a_second() {
     let ns = common::fresh_namespace(&sb);
     let deployments: Api<Deployment> = Api::namespaced(kc.clone(), &ns);
     deployments.create(&PostParams::default(), &deployment("web", 2)).await.expect("create");
-    Api::<Pod>::namespaced(kc.clone(), &ns).create(&PostParams::default(), &bare_pod("lonely")).await.expect("pod");
+    Api::<Pod>::namespaced(kc.clone(), &ns)
+        .create(&PostParams::default(), &bare_pod("lonely"))
+        .await
+        .expect("pod");
 
     eventually("the first sync", LIMIT, || cache.synced()).await;
     eventually("two ready machines of web", LIMIT, || {
-        controller(&cache, &ns, "web").is_some_and(|c| c.machines.len() == 2 && c.machines.iter().all(|m| m.ready))
+        controller(&cache, &ns, "web")
+            .is_some_and(|c| c.machines.len() == 2 && c.machines.iter().all(|m| m.ready))
     })
     .await;
     let web = controller(&cache, &ns, "web").expect("web");
     assert_eq!(web.provider_metadata.get("kind").map(String::as_str), Some("Deployment"));
     for m in &web.machines {
         let owner = m.controller.as_ref().expect("a deployment pod has a controller");
-        assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("Deployment", "web"), "top owner, not the RS");
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str()),
+            ("Deployment", "web"),
+            "top owner, not the RS"
+        );
         assert_eq!(m.status, "Running");
         assert!(m.image_digest.as_deref().is_some_and(|d| d.starts_with("sha256:")), "{m:?}");
         assert_eq!(m.resources.requests.get("cpu").map(String::as_str), Some("250m"));
@@ -182,7 +191,9 @@ async fn after_closed_watches_and_410_the_cache_converges_and_never_serves_a_par
 
     eventually("the cache converges after the relist", LIMIT, || {
         let ids: Vec<String> = machines(&cache, &ns).into_iter().map(|m| m.id).collect();
-        ids.len() == 23 && !ids.iter().any(|i| i == "doomed") && (0..3).all(|i| ids.contains(&format!("new-{i}")))
+        ids.len() == 23
+            && !ids.iter().any(|i| i == "doomed")
+            && (0..3).all(|i| ids.contains(&format!("new-{i}")))
     })
     .await;
     eventually("a relist after the 410", LIMIT, || relists("pods") > relists_before).await;
