@@ -31,3 +31,29 @@ openapi:
 # Benchmarks (figures in BENCHMARKS.md).
 bench:
     cargo bench
+
+
+helm := "target/tools/helm/helm"
+kubectl := "target/tools/kubectl/kubectl"
+validate := ".venv/tools/bin/kubernetes-validate"
+
+# Lint the Helm chart strictly.
+chart-lint:
+    tools/install-tools.sh
+    {{helm}} lint --strict charts/machinist
+
+# Render the chart (CRDs included) to target/manifests/chart.yaml and validate it; extra args go to helm.
+chart-template *ARGS:
+    tools/install-tools.sh
+    mkdir -p target/manifests
+    {{helm}} template machinist charts/machinist --namespace machinist --include-crds {{ARGS}} > target/manifests/chart.yaml
+    {{validate}} -k 1.32.0 --strict --quiet target/manifests/chart.yaml
+    @echo target/manifests/chart.yaml
+
+# Render every kustomize overlay to target/manifests/<overlay>.yaml and validate them.
+manifests:
+    tools/install-tools.sh
+    mkdir -p target/manifests
+    for o in cluster-wide single-namespace ecs; do {{kubectl}} kustomize config/overlays/$o > target/manifests/$o.yaml; done
+    {{validate}} -k 1.32.0 --strict --quiet target/manifests/cluster-wide.yaml target/manifests/single-namespace.yaml target/manifests/ecs.yaml
+    @ls target/manifests/*.yaml

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cache::Cache;
 use crate::config::OperatorArgs;
 use crate::provider::Provider;
+use crate::provider::ecs::{EcsConfigError, EcsProvider, EcsSettings};
 use crate::provider::k8s::{K8sProvider, client, lease, watch, write};
 use crate::reconcile::{controller, run::Reconciler, run::Scalers};
 
@@ -20,20 +21,30 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 pub enum AppError {
     #[error("cannot reach Kubernetes: {0}")]
     Kube(#[from] client::ClientError),
+    #[error("ECS: {0}")]
+    Ecs(#[from] EcsConfigError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
 }
 
-/// Run the operator until `shutdown` is cancelled. `kube_config` overrides inference (the sandbox passes
-/// its own); `ready` receives the REST address once the server listens.
+/// What the sandbox passes instead of what `machinist run` infers from its environment.
+#[derive(Default)]
+pub struct Overrides {
+    pub kube_config: Option<kube::Config>,
+    pub ecs: Option<EcsSettings>,
+    /// Receives the REST address once the server listens.
+    pub ready: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
+}
+
+/// Run the operator until `shutdown` is cancelled.
 pub async fn run_operator(
     args: OperatorArgs,
-    kube_config: Option<kube::Config>,
+    overrides: Overrides,
     shutdown: CancellationToken,
-    ready: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
 ) -> Result<(), AppError> {
+    let Overrides { kube_config, ecs: ecs_settings, ready } = overrides;
     let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
     let mut scalers = Scalers::default();
     let mut background = Vec::new();
@@ -55,10 +66,23 @@ pub async fn run_operator(
         None
     };
 
+    let ecs = if args.provider.ecs {
+        let settings = match ecs_settings {
+            Some(settings) => settings,
+            None => EcsSettings::from_args(&args.ecs)?,
+        };
+        let ecs = Arc::new(EcsProvider::start(settings).await?);
+        scalers.ecs = Some(ecs.scaler());
+        Some(ecs)
+    } else {
+        None
+    };
+
     let reconciler = Reconciler::new(scalers);
 
     if let Some((client, cache, watchers)) = &kube {
-        let writes = write::K8sWrites::new(client.clone(), cache.clone(), reconciler.clone(), args.write_timeout);
+        let writes =
+            write::K8sWrites::new(client.clone(), cache.clone(), reconciler.clone(), args.write_timeout);
         providers.push(Arc::new(K8sProvider::new(
             cache.clone(),
             writes,
@@ -71,7 +95,8 @@ pub async fn run_operator(
         if args.leader_election {
             let namespace =
                 args.lease_namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
-            let (elector, leader) = lease::Elector::new(client.clone(), lease::LeaseConfig::new(namespace, identity));
+            let (elector, leader) =
+                lease::Elector::new(client.clone(), lease::LeaseConfig::new(namespace, identity));
             background.push(tokio::spawn(elector.run(shutdown.clone().cancelled_owned())));
             background.push(tokio::spawn(controller::run_while_leader(
                 ctx,
@@ -87,6 +112,11 @@ pub async fn run_operator(
                 shutdown.clone().cancelled_owned(),
             )));
         }
+    }
+
+    if let Some(ecs) = &ecs {
+        ecs.attach_reconciler(reconciler.clone(), args.write_timeout);
+        providers.push(ecs.clone());
     }
 
     let router = crate::api::router(crate::api::ApiState::new(providers, args.write_timeout));
@@ -131,22 +161,89 @@ fn default_identity() -> String {
 }
 
 /// Resolves on SIGINT or SIGTERM.
-pub async fn termination_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
+pub use crate::sandbox::cli::wait_for_signal as termination_signal;
+
+/// `machinist sandbox`: the embedded API server with demo workloads, and (unless `--apiserver-only`) the
+/// operator pointed at it. Runs until SIGINT/SIGTERM.
+pub async fn run_sandbox(args: crate::config::SandboxArgs) -> Result<(), SandboxRunError> {
+    let sandbox = crate::sandbox::Sandbox::start(crate::sandbox::SandboxOptions::from(&args)).await?;
+    let kubeconfig = sandbox.kubeconfig_yaml();
+    // Without --kubeconfig, one is written to a temporary file (removed at exit) so kubectl works at once.
+    let kubeconfig_path = match &args.kubeconfig {
+        Some(path) => path.clone(),
+        None => std::env::temp_dir().join(format!("machinist-sandbox-{}.kubeconfig", std::process::id())),
+    };
+    sandbox.write_kubeconfig(&kubeconfig_path)?;
+    print!("{}", sandbox.banner(Some(&kubeconfig_path)));
+    let emulator = if args.ecs {
+        let emulator = crate::provider::ecs::emulator::start_demo().await?;
+        println!("ECS emulator: {}  (cluster `demo`)", emulator.endpoint());
+        Some(emulator)
+    } else {
+        None
+    };
+
+    let shutdown = CancellationToken::new();
+    let operator = if args.apiserver_only {
+        None
+    } else {
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::from_yaml(&kubeconfig).map_err(client::ClientError::from)?,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .map_err(client::ClientError::from)?;
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let mut operator_args = args.operator.clone();
+        let ecs = match &emulator {
+            Some(emulator) => {
+                operator_args.provider.ecs = true;
+                Some(emulator.settings(None, &["demo"], operator_args.ecs.poll_interval))
             }
+            None => None,
         };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+        let overrides = Overrides { kube_config: Some(config), ecs, ready: Some(ready_tx) };
+        let task = tokio::spawn(run_operator(operator_args, overrides, shutdown.clone()));
+        match ready_rx.await {
+            Ok(addr) => {
+                println!("machinist REST API: http://{addr}  (try: curl http://{addr}/k8s/controllers/demo)")
+            }
+            Err(_) => {
+                return task.await.map_err(|_| SandboxRunError::Crashed)?.map_err(SandboxRunError::from);
+            }
         }
+        Some(task)
+    };
+
+    termination_signal().await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    let result = match operator {
+        Some(task) => task.await.map_err(|_| SandboxRunError::Crashed)?.map_err(SandboxRunError::from),
+        None => Ok(()),
+    };
+    drop(emulator);
+    sandbox.shutdown().await;
+    if args.kubeconfig.is_none() {
+        let _ = std::fs::remove_file(&kubeconfig_path);
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    result
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxRunError {
+    #[error(transparent)]
+    Sandbox(#[from] crate::sandbox::SandboxError),
+    #[error(transparent)]
+    Operator(#[from] AppError),
+    #[error("cannot start the ECS emulator: {0}")]
+    Emulator(#[from] crate::provider::ecs::emulator::EmulatorError),
+    #[error("the operator task crashed")]
+    Crashed,
+}
+
+impl From<client::ClientError> for SandboxRunError {
+    fn from(e: client::ClientError) -> Self {
+        SandboxRunError::Operator(AppError::Kube(e))
+    }
 }

@@ -50,19 +50,17 @@ fn parse_providers(value: &str) -> Result<Providers, String> {
     Ok(providers)
 }
 
-fn parse_names(value: &str) -> Result<Vec<String>, String> {
-    let names: Vec<String> =
-        value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
-    for name in &names {
-        let valid = name.len() <= 63
-            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !name.starts_with('-')
-            && !name.ends_with('-');
-        if !valid {
-            return Err(format!("{name:?} is not a valid namespace name (RFC 1123 label)"));
-        }
+fn parse_namespace(value: &str) -> Result<String, String> {
+    let name = value.trim();
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if !valid {
+        return Err(format!("{name:?} is not a valid namespace name (RFC 1123 label)"));
     }
-    Ok(names)
+    Ok(name.to_string())
 }
 
 fn parse_secs(value: &str) -> Result<Duration, String> {
@@ -85,7 +83,7 @@ pub struct OperatorArgs {
     pub provider: Providers,
 
     /// Watched namespaces, comma separated; empty means all.
-    #[arg(long, env = "PLT_K8S_NAMESPACES", default_value = "", value_parser = parse_names)]
+    #[arg(long, env = "PLT_K8S_NAMESPACES", value_delimiter = ',', value_parser = parse_namespace)]
     pub namespaces: Vec<String>,
 
     /// A watcher with no event (bookmarks included) for this long makes /health/readiness fail.
@@ -186,11 +184,29 @@ mod tests {
         assert!(parse_providers(" , ").is_err());
     }
 
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("machinist").chain(args.iter().copied()))
+    }
+
     #[test]
-    fn namespaces_are_validated() {
-        assert_eq!(parse_names("a, b").unwrap(), vec!["a", "b"]);
-        assert!(parse_names("").unwrap().is_empty());
-        assert!(parse_names("Bad_NS").is_err());
+    fn every_subcommand_parses_with_defaults() {
+        for args in [&["run"][..], &["sandbox"], &["crd"], &["openapi"]] {
+            parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
+        let Command::Run(run) = parse(&["run"]).unwrap().command else { unreachable!() };
+        assert!(run.namespaces.is_empty());
+        assert_eq!(run.provider, Providers { k8s: true, ecs: false });
+        assert_eq!(run.write_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn namespaces_are_a_validated_comma_list() {
+        let Command::Run(run) = parse(&["run", "--namespaces", "a,b"]).unwrap().command else {
+            unreachable!()
+        };
+        assert_eq!(run.namespaces, vec!["a", "b"]);
+        let error = parse(&["run", "--namespaces", "Bad_NS"]).unwrap_err().to_string();
+        assert!(error.contains("not a valid namespace name"), "{error}");
     }
 
     #[test]

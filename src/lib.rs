@@ -5,6 +5,7 @@
 //! trying machinist and for its tests; it shares no code with the rest.
 
 pub mod api;
+pub mod app;
 pub mod cache;
 pub mod config;
 pub mod metrics;

@@ -1,14 +1,38 @@
+use std::process::ExitCode;
+
 use clap::Parser;
 use machinist::config::{Cli, Command};
+use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     machinist::telemetry::init();
-    match cli.command {
-        Command::Run(_) | Command::Sandbox(_) | Command::Crd | Command::Openapi => {
-            eprintln!("machinist: not implemented yet");
-            std::process::ExitCode::FAILURE
+    let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
+        Command::Run(args) => {
+            let shutdown = CancellationToken::new();
+            let signal = shutdown.clone();
+            tokio::spawn(async move {
+                machinist::app::termination_signal().await;
+                signal.cancel();
+            });
+            machinist::app::run_operator(args, Default::default(), shutdown).await.map_err(Into::into)
+        }
+        Command::Sandbox(args) => machinist::app::run_sandbox(args).await.map_err(Into::into),
+        Command::Crd => {
+            print!("{}", machinist::reconcile::crd::crd_yaml());
+            Ok(())
+        }
+        Command::Openapi => {
+            println!("{}", machinist::api::openapi_json());
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("machinist: {error}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -399,3 +399,34 @@ async fn api_resources_lists_everything_served() {
     assert!(out.contains("statefulset.apps/cache"), "{out}");
     assert!(out.contains("replicationcontroller/legacy-rc"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statefulset_rollout_status_scale_and_restart() {
+    let sb = sandbox(false).await;
+    let ns = common::fresh_namespace(&sb);
+    let k = Kubectl::new(&sb);
+    let f = k.file(
+        "db.yaml",
+        &format!(
+            "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\n  namespace: {ns}\nspec:\n  replicas: 3\n  \
+             updateStrategy:\n    type: RollingUpdate\n  serviceName: db\n  selector:\n    matchLabels:\n      app: db\n  template:\n    metadata:\n      labels:\n        \
+             app: db\n    spec:\n      containers:\n      - name: db\n        image: redis:7.2\n"
+        ),
+    );
+    // updateStrategy is spelled out: the API server's defaulting of it is sbcore's (see the final report).
+    k.ok(&["apply", "-f", &f.to_string_lossy()]).await;
+    let out = k.ok(&["rollout", "status", "sts/db", "-n", &ns, "--timeout=30s"]).await;
+    assert!(out.contains("roll out complete") || out.contains("rolling update complete"), "{out}");
+    let names = k.ok(&["get", "pods", "-n", &ns, "-o", "name"]).await;
+    assert_eq!(names.lines().collect::<Vec<_>>(), ["pod/db-0", "pod/db-1", "pod/db-2"]);
+    // A restart changes the template: every ordinal is replaced, and the rollout finishes.
+    let before = sb.store.get(&Gvr::pods(), &ns, "db-0").map(|p| p["metadata"]["uid"].clone());
+    k.ok(&["rollout", "restart", "sts/db", "-n", &ns]).await;
+    let out = k.ok(&["rollout", "status", "sts/db", "-n", &ns, "--timeout=30s"]).await;
+    assert!(out.contains("complete"), "{out}");
+    let after = sb.store.get(&Gvr::pods(), &ns, "db-0").map(|p| p["metadata"]["uid"].clone());
+    assert_ne!(before, after, "db-0 was not replaced");
+    k.ok(&["scale", "sts/db", "--replicas=1", "-n", &ns]).await;
+    k.until(&["get", "pods", "-n", &ns, "-o", "name"], Duration::from_secs(10), |o| o.trim() == "pod/db-0")
+        .await;
+}

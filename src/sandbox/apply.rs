@@ -325,6 +325,7 @@ pub fn server_side_apply(
             }
         }
     }
+    super::http::strict_check(r.strict(), rt, &cfg)?;
     let body_name = cfg.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
     if body_name != name {
         return Err(StatusError::bad_request(format!(

@@ -453,8 +453,26 @@ fn list(r: &Req, rt: &ResourceType) -> Result<Response, StatusError> {
     Ok(json_bytes(StatusCode::OK, out))
 }
 
+/// `fieldValidation=Strict` on a type with a schema: fields the schema does not declare are an error.
+pub fn strict_check(strict: bool, rt: &ResourceType, obj: &Value) -> Result<(), StatusError> {
+    let Some(schema) = rt.schema.as_ref().filter(|_| strict) else { return Ok(()) };
+    let unknown = super::schema::unknown_fields(schema, obj);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+    Err(StatusError::bad_request(format!("strict decoding error: {}", list.join(", "))))
+}
+
+impl Req {
+    pub fn strict(&self) -> bool {
+        self.q.get("fieldValidation").is_some_and(|v| v == "Strict")
+    }
+}
+
 fn create(r: &Req, rt: &ResourceType) -> Result<Response, StatusError> {
     let body = r.body_value()?;
+    strict_check(r.strict(), rt, &body)?;
     let mut body = body;
     patch::record_update(&mut body, None, r.q.get("fieldManager"), &rt.gvr, "Update");
     let obj = r.st.store.create_with(&rt.gvr, r.ns(), body, &r.opts())?;
@@ -480,6 +498,7 @@ fn replace(r: &Req, rt: &ResourceType, name: &str, sub: Option<&str>) -> Result<
             "the namespace of the provided object does not match the namespace sent on the request",
         ));
     }
+    strict_check(r.strict(), rt, &body)?;
     let part = if sub == Some("status") { Part::Status } else { Part::Main };
     let manager = r.q.get("fieldManager").cloned();
     let gvr = rt.gvr.clone();

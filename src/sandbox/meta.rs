@@ -33,22 +33,7 @@ pub fn check_type_meta(rt: &ResourceType, o: &Map<String, Value>) -> Result<(), 
 }
 
 pub fn validate_cr(rt: &ResourceType, name: &str, s: &Value, obj: &mut Value) -> Result<(), StatusError> {
-    if let Some(o) = obj.as_object_mut() {
-        let props = s.get("properties").and_then(Value::as_object);
-        let preserve = s.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true);
-        o.retain(|k, v| {
-            if matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
-                return true;
-            }
-            match props.and_then(|p| p.get(k)) {
-                Some(ps) => {
-                    schema::prune(ps, v);
-                    true
-                }
-                None => preserve,
-            }
-        });
-    }
+    schema::prune_root(s, obj);
     let errs = schema::validate(s, obj);
     if errs.is_empty() { Ok(()) } else { Err(StatusError::invalid(&rt.kind, name, errs)) }
 }

@@ -116,12 +116,14 @@ pub fn handle(
     let part = if sub == Some("status") { Part::Status } else { Part::Main };
     let manager = r.q.get("fieldManager").cloned();
     let gvr = rt.gvr.clone();
+    let (strict, rt2) = (r.strict(), rt.clone());
     let obj = r.st.store.update_with(&rt.gvr, &ns, name, part, opts, move |cur| {
         let old = cur.clone();
         apply_to(cur, &p)?;
         if !cur.is_object() {
             return Err(StatusError::bad_request("the patch did not produce an object"));
         }
+        super::http::strict_check(strict, &rt2, cur)?;
         record_update(cur, Some(&old), manager.as_ref(), &gvr, "Update");
         Ok(())
     })?;

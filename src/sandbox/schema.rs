@@ -173,6 +173,54 @@ fn walk(schema: &Value, v: &Value, path: &str, errs: &mut Vec<(String, String)>)
     }
 }
 
+/// Prunes a whole object: `apiVersion`, `kind` and `metadata` are always kept.
+pub fn prune_root(schema: &Value, obj: &mut Value) {
+    let Some(o) = obj.as_object_mut() else { return };
+    let props = schema.get("properties").and_then(Value::as_object);
+    let preserve = schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true);
+    o.retain(|k, v| {
+        if matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+            return true;
+        }
+        match props.and_then(|p| p.get(k)) {
+            Some(ps) => {
+                prune(ps, v);
+                true
+            }
+            None => preserve,
+        }
+    });
+}
+
+/// The dotted paths pruning would drop (`fieldValidation=Strict` refuses them).
+pub fn unknown_fields(schema: &Value, obj: &Value) -> Vec<String> {
+    let mut pruned = obj.clone();
+    prune_root(schema, &mut pruned);
+    let mut out = Vec::new();
+    removed(obj, &pruned, "", &mut out);
+    out
+}
+
+fn removed(before: &Value, after: &Value, path: &str, out: &mut Vec<String>) {
+    match (before, after) {
+        (Value::Object(b), Value::Object(a)) => {
+            for (k, v) in b {
+                let p = join(path, k);
+                match a.get(k) {
+                    Some(av) => removed(v, av, &p, out),
+                    None => out.push(p),
+                }
+            }
+        }
+        (Value::Array(b), Value::Array(a)) => {
+            for (i, (bv, av)) in b.iter().zip(a).enumerate() {
+                removed(bv, av, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Drops fields the schema does not declare, as the API server prunes them, unless
 /// `x-kubernetes-preserve-unknown-fields` says to keep them.
 pub fn prune(schema: &Value, v: &mut Value) {
@@ -234,6 +282,14 @@ mod tests {
         assert_eq!(validate(&schema(), &json!({"spec": {}}))[0].0, "spec.replicas");
         assert!(validate(&schema(), &json!({"spec": {"replicas": 3, "port": "http"}})).is_empty());
         assert_eq!(validate(&schema(), &json!({"spec": {"replicas": "3"}})).len(), 1);
+    }
+
+    #[test]
+    fn unknown_fields_are_named_by_path() {
+        let s = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+            "items": {"type": "array", "items": {"type": "object", "properties": {"a": {"type": "integer"}}}}}}}});
+        let obj = json!({"apiVersion": "x/v1", "metadata": {"name": "n"}, "spec": {"junk": 1, "items": [{"a": 1, "b": 2}]}, "extra": 1});
+        assert_eq!(unknown_fields(&s, &obj), ["extra", "spec.items[0].b", "spec.junk"]);
     }
 
     #[test]

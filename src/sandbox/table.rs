@@ -136,6 +136,53 @@ fn builtin(rt: &ResourceType) -> Option<Vec<(PrinterColumn, Cell)>> {
         ("", "namespaces") => {
             vec![(col("Status", "string", "", 0), |o| json!(str_or_none(o, "/status/phase"))), age]
         }
+        ("", "configmaps") => vec![
+            (col("Data", "integer", "", 0), |o| {
+                let n = |k: &str| o.get(k).and_then(Value::as_object).map_or(0, |m| m.len());
+                json!(n("data") + n("binaryData"))
+            }),
+            age,
+        ],
+        ("", "secrets") => vec![
+            (col("Type", "string", "", 0), |o| {
+                json!(o.get("type").and_then(Value::as_str).unwrap_or("Opaque"))
+            }),
+            (col("Data", "integer", "", 0), |o| {
+                json!(o.get("data").and_then(Value::as_object).map_or(0, |m| m.len()))
+            }),
+            age,
+        ],
+        ("coordination.k8s.io", "leases") => {
+            vec![(col("Holder", "string", "", 0), |o| json!(str_or_none(o, "/spec/holderIdentity"))), age]
+        }
+        ("", "events") | ("events.k8s.io", "events") => vec![
+            (col("Last Seen", "string", "", 0), |o| {
+                let t = [
+                    "/lastTimestamp",
+                    "/eventTime",
+                    "/deprecatedLastTimestamp",
+                    "/metadata/creationTimestamp",
+                ]
+                .iter()
+                .find_map(|p| o.pointer(p).and_then(Value::as_str));
+                json!(t.map(human_age).unwrap_or_else(|| "<unknown>".into()))
+            }),
+            (col("Type", "string", "", 0), |o| json!(str_or_none(o, "/type"))),
+            (col("Reason", "string", "", 0), |o| json!(str_or_none(o, "/reason"))),
+            (col("Object", "string", "", 0), |o| {
+                let r = o.get("involvedObject").or_else(|| o.get("regarding"));
+                let g = |k: &str| r.and_then(|r| r.get(k)).and_then(Value::as_str).unwrap_or_default();
+                json!(format!("{}/{}", g("kind").to_ascii_lowercase(), g("name")))
+            }),
+            (col("Message", "string", "", 0), |o| {
+                json!(o.get("message").or_else(|| o.get("note")).and_then(Value::as_str).unwrap_or_default())
+            }),
+        ],
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            vec![(col("Created At", "date", "", 0), |o| {
+                json!(o.pointer("/metadata/creationTimestamp").and_then(Value::as_str).unwrap_or_default())
+            })]
+        }
         _ => return None,
     })
 }
@@ -288,6 +335,14 @@ pub fn table(
             cells.push(Box::new(move |o: &Value| cell(&c2, o)));
         }
     }
+    if rt.kind == "Event" {
+        // kubectl shows events without NAME unless -o wide, as the real server's columns say.
+        let mut name = defs.remove(0);
+        name.priority = 1;
+        defs.push(name);
+        let f = cells.remove(0);
+        cells.push(f);
+    }
     let include = q.get("includeObject").map(String::as_str).unwrap_or("Metadata");
     let rows: Vec<Value> = items
         .iter()
@@ -344,5 +399,51 @@ mod tests {
         assert_eq!(human_duration(125), "2m5s");
         assert_eq!(human_duration(3600 * 3 + 60), "3h1m");
         assert_eq!(human_duration(86_400 * 3), "3d");
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+    use crate::sandbox::registry::{Gvr, Registry};
+
+    fn rows(gvr: Gvr, obj: Value) -> (Vec<String>, Vec<Value>) {
+        let reg = Registry::builtin();
+        let rt = reg.get(&gvr).expect("type");
+        let stored = Arc::new(Stored { json: bytes::Bytes::new(), value: Arc::new(obj) });
+        let t = table(rt, &[stored], None, &HashMap::new());
+        let names = t["columnDefinitions"]
+            .as_array()
+            .map(|c| c.iter().filter_map(|c| c["name"].as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        (names, t["rows"][0]["cells"].as_array().cloned().unwrap_or_default())
+    }
+
+    #[test]
+    fn builtin_tables_show_kubectl_columns() {
+        let (cols, cells) = rows(
+            Gvr::pods(),
+            json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}, {"name": "b"}]},
+                "status": {"phase": "Running", "podIP": "10.0.0.9", "containerStatuses": [
+                    {"ready": true, "restartCount": 2}, {"ready": false, "restartCount": 1}]}}),
+        );
+        assert_eq!(cols[..5], ["Name", "Ready", "Status", "Restarts", "Age"]);
+        assert_eq!(cells[..4], [json!("p"), json!("1/2"), json!("Running"), json!("3")]);
+        assert_eq!(cells[5], "10.0.0.9");
+        let (cols, cells) = rows(
+            Gvr::events(),
+            json!({"metadata": {"name": "e"}, "type": "Warning", "reason": "Failed",
+                "involvedObject": {"kind": "Pod", "name": "p"}, "message": "boom"}),
+        );
+        assert_eq!(cols, ["Last Seen", "Type", "Reason", "Object", "Message", "Name"]);
+        assert_eq!(
+            cells[1..],
+            [json!("Warning"), json!("Failed"), json!("pod/p"), json!("boom"), json!("e")]
+        );
+        let (_, cells) = rows(
+            Gvr::new("", "v1", "configmaps"),
+            json!({"metadata": {"name": "c"}, "data": {"a": "1", "b": "2"}}),
+        );
+        assert_eq!(cells[1], 2);
     }
 }

@@ -314,3 +314,36 @@ async fn typed_creates_in_protobuf_are_understood() {
     assert!(v["metadata"]["creationTimestamp"].as_str().is_some_and(|t| !t.starts_with("1970")));
     assert_eq!(v["status"]["phase"], "Active");
 }
+
+/// kubectl apply sends `fieldValidation=Strict`: a custom resource with a field its schema does not declare
+/// is refused; without Strict the field is pruned, as Kubernetes does.
+#[tokio::test]
+async fn strict_field_validation_refuses_undeclared_fields() {
+    let (sb, _c) = common::start().await;
+    let ns = common::fresh_namespace(&sb);
+    let crd = json!({"metadata": {"name": "knobs.example.com"}, "spec": {"group": "example.com", "scope": "Namespaced",
+        "names": {"plural": "knobs", "kind": "Knob"}, "versions": [{"name": "v1", "served": true, "storage": true,
+            "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object",
+                "properties": {"turns": {"type": "integer"}}}}}}}]}});
+    sb.store.create(&machinist::sandbox::Gvr::crds(), "", crd).expect("crd");
+    let coll = format!("{}/apis/example.com/v1/namespaces/{ns}/knobs", sb.url());
+    let body = json!({"apiVersion": "example.com/v1", "kind": "Knob", "metadata": {"name": "k"},
+        "spec": {"turns": 2, "trun": 3}})
+    .to_string();
+    let (code, v) =
+        send(reqwest::Method::POST, &format!("{coll}?fieldValidation=Strict"), "application/json", &body)
+            .await;
+    assert_eq!((code, v["reason"].as_str()), (400, Some("BadRequest")));
+    assert!(v["message"].as_str().is_some_and(|m| m.contains("unknown field \"spec.trun\"")), "{v}");
+    let (code, v) = send(reqwest::Method::POST, &coll, "application/json", &body).await;
+    assert_eq!(code, 201);
+    assert_eq!(v["spec"], json!({"turns": 2}));
+    let (code, _) = send(
+        reqwest::Method::PATCH,
+        &format!("{coll}/k?fieldValidation=Strict"),
+        "application/merge-patch+json",
+        r#"{"spec":{"trun":1}}"#,
+    )
+    .await;
+    assert_eq!(code, 400);
+}

@@ -101,7 +101,11 @@ pub fn deletion_order(a: &Value, b: &Value) -> Ordering {
 /// server's `omitempty` does.
 pub fn status_for(owner: &Value, active: &[&Value]) -> Value {
     let ready = active.iter().filter(|p| is_ready(p)).count();
-    let selector = owner.pointer("/spec/selector/matchLabels").or_else(|| owner.pointer("/spec/selector"));
+    // A ReplicaSet's selector is a LabelSelector; a ReplicationController's is a plain map.
+    let sel = owner.pointer("/spec/selector");
+    let structured =
+        sel.is_some_and(|s| s.get("matchLabels").is_some() || s.get("matchExpressions").is_some());
+    let selector = if structured { sel.and_then(|s| s.get("matchLabels")) } else { sel };
     let labeled = active
         .iter()
         .filter(|p| {
@@ -174,4 +178,45 @@ fn create_pod(store: &Store, owner: &Value, owner_name: &str) -> Result<(), Stat
         }
     }
     Err(last.unwrap_or_else(|| StatusError::internal("cannot name a pod")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, node: bool, phase: &str, ready: bool, restarts: i64, created: &str) -> Value {
+        json!({
+            "metadata": {"name": name, "creationTimestamp": created},
+            "spec": {"nodeName": if node { NODE_NAME } else { "" }},
+            "status": {"phase": phase,
+                "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
+                "containerStatuses": [{"name": "c", "restartCount": restarts}]},
+        })
+    }
+
+    #[test]
+    fn scale_down_order_matches_kubernetes() {
+        let t0 = "2026-01-01T00:00:00Z";
+        let t1 = "2026-01-01T00:00:05Z";
+        let mut pods = [
+            pod("old-ready", true, "Running", true, 0, t0),
+            pod("new-ready", true, "Running", true, 0, t1),
+            pod("crashing", true, "Running", true, 3, t0),
+            pod("unready", true, "Running", false, 0, t0),
+            pod("pending", true, "Pending", false, 0, t0),
+            pod("unscheduled", false, "Pending", false, 0, t0),
+        ];
+        pods.sort_by(deletion_order);
+        let names: Vec<&str> = pods.iter().map(|p| meta(p, "name")).collect();
+        assert_eq!(names, ["unscheduled", "pending", "unready", "crashing", "new-ready", "old-ready"]);
+    }
+
+    #[test]
+    fn replication_controller_selectors_are_plain_maps() {
+        let rc = json!({"metadata": {"generation": 3}, "spec": {"selector": {"app": "x"}}});
+        let good = json!({"metadata": {"labels": {"app": "x"}}});
+        let other = json!({"metadata": {"labels": {"app": "y"}}});
+        let s = status_for(&rc, &[&good, &other]);
+        assert_eq!(s, json!({"replicas": 2, "fullyLabeledReplicas": 1, "observedGeneration": 3}));
+    }
 }

@@ -435,3 +435,29 @@ async fn demo_seed_comes_up_running_with_routes_accepted() {
     assert!(store.get(&Gvr::pods(), "default", "").is_none());
     assert!(!store.list(&Gvr::pods(), Some("default")).is_empty(), "hello runs in default");
 }
+
+// One thread: the controllers cannot run until the test awaits, so the burst below overflows their event
+// channel for certain and they must recover by relisting.
+#[tokio::test(flavor = "current_thread")]
+async fn controllers_resync_after_lagging_behind_a_burst_of_events() {
+    let store = store_with(&["default"]);
+    let _c = spawn(store.clone(), Duration::from_millis(10));
+    store.create(&Gvr::deployments(), "default", deployment("web", 2, "app:1")).expect("create");
+    let burst: Vec<_> = (0..20_000)
+        .map(|i| {
+            (
+                Gvr::new("", "v1", "configmaps"),
+                "default".to_string(),
+                json!({"metadata": {"name": format!("cm-{i}")}}),
+            )
+        })
+        .collect();
+    store.create_many(burst).expect("burst");
+    wait_for("2 running pods after the lag", || {
+        let d = store.get(&Gvr::deployments(), "default", "web")?;
+        (status_i64(&d, "availableReplicas") == 2).then_some(())
+    })
+    .await;
+    let running = store.list(&Gvr::pods(), Some("default")).iter().filter(|p| running_ready(p)).count();
+    assert_eq!(running, 2);
+}
