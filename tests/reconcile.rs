@@ -7,6 +7,10 @@ mod common;
 mod bed;
 #[path = "reconcile/controller.rs"]
 mod controller;
+#[path = "reconcile/failover.rs"]
+mod failover;
+#[path = "reconcile/kubectl.rs"]
+mod kubectl;
 #[path = "reconcile/lease.rs"]
 mod lease;
 #[path = "reconcile/writes.rs"]

@@ -36,6 +36,11 @@ impl Drop for Bed {
 pub async fn bed() -> Bed {
     let (sb, client) = common::start().await;
     let ns = common::fresh_namespace(&sb);
+    bed_in(sb, client, ns).await
+}
+
+/// A bed over `ns` of an already started sandbox (e.g. the demo namespace).
+pub async fn bed_in(sb: Sandbox, client: Client, ns: String) -> Bed {
     let cache = Arc::new(Cache::new_k8s(vec![ns.clone()]));
     let watchers = spawn_watchers(client.clone(), cache.clone(), std::slice::from_ref(&ns));
     eventually("the cache syncs", Duration::from_secs(20), || {
@@ -97,6 +102,21 @@ impl Bed {
             .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .expect("status");
+    }
+
+    /// The Deployment's resourceVersion once it stopped changing for a second (simulated controllers
+    /// update statuses as pods start).
+    pub async fn settled_resource_version(&self, name: &str) -> Option<String> {
+        let mut last = self.deployments().get(name).await.expect("get").metadata.resource_version;
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = self.deployments().get(name).await.expect("get").metadata.resource_version;
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+        panic!("deployment {name} kept changing");
     }
 
     pub async fn replicas(&self, name: &str) -> i32 {

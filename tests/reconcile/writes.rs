@@ -134,16 +134,20 @@ async fn manifest_apply_twice_changes_nothing_and_keeps_replicas_set_by_others()
     assert!(first["metadata"].get("managedFields").is_none());
     // An autoscaler (another manager) sets the replicas.
     b.writes.scale(target(&b.ns, "api"), 6).await.expect("scale");
-    let rv = b.deployments().get("api").await.unwrap().metadata.resource_version;
+    // The simulated workload controller updates the status as pods start: wait until it settles, so any
+    // change of resourceVersion after this point is the apply's.
+    let rv = b.settled_resource_version("api").await;
+    let before = serde_json::to_value(b.deployments().get("api").await.unwrap()).unwrap();
     let again = b
         .writes
         .apply(b.ns.clone(), ManifestKind::Controller, deployment_manifest("nginx:1.25"))
         .await
         .unwrap();
+    let after = serde_json::to_value(b.deployments().get("api").await.unwrap()).unwrap();
     assert_eq!(
         again["metadata"]["resourceVersion"].as_str(),
         rv.as_deref(),
-        "the same apply changes nothing"
+        "the same apply changes nothing:\nBEFORE {before:#}\nAFTER {after:#}"
     );
     assert_eq!(b.replicas("api").await, 6, "replicas omitted from the manifest stay as others set them");
     // A real change is applied, and the replicas still stay.
