@@ -7,8 +7,6 @@ mod common;
 mod bed;
 #[path = "reconcile/controller.rs"]
 mod controller;
-#[path = "reconcile/failover.rs"]
-mod failover;
 #[path = "reconcile/kubectl.rs"]
 mod kubectl;
 #[path = "reconcile/lease.rs"]
