@@ -1,0 +1,301 @@
+//! The REST contract of API.md for the k8s provider, end to end: the sandbox API server, the whole operator
+//! (watchers → cache → REST API) and plain HTTP requests, asserting what a client sees (status, headers,
+//! body shape). Each test runs its own sandbox and operator, in its own namespace.
+
+mod common;
+#[path = "common/operator.rs"]
+mod operator;
+
+use std::time::{Duration, Instant};
+
+use machinist::sandbox::controllers::set_pod_condition;
+use machinist::sandbox::{Gvr, SandboxOptions};
+use operator::{
+    Operator, assert_common_headers, assert_controller_shape, assert_machine_shape, assert_service_shape,
+    quick_sandbox,
+};
+use serde_json::{Value, json};
+
+fn containers(image: &str) -> Value {
+    json!([
+        {"name": "app", "image": image, "ports": [{"containerPort": 8080}],
+         "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "128Mi"}}},
+        {"name": "sidecar", "image": "busybox:1.36", "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}}}
+    ])
+}
+
+fn workload(kind: &str, name: &str, replicas: u32, labels: Value) -> Value {
+    let mut selector = serde_json::Map::new();
+    selector.insert("app".into(), labels["app"].clone());
+    let mut o = json!({
+        "apiVersion": "apps/v1", "kind": kind,
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": containers("nginx:1.25")}}
+        }
+    });
+    if kind == "StatefulSet" {
+        o["spec"]["serviceName"] = json!(name);
+    }
+    o
+}
+
+fn create(op: &Operator, gvr: Gvr, ns: &str, obj: Value) {
+    op.sandbox.store.create(&gvr, ns, obj).expect("seed object");
+}
+
+fn items(v: &Value) -> &Vec<Value> {
+    v.as_array().unwrap_or_else(|| panic!("a bare array: {v}"))
+}
+
+fn all_ready(n: usize) -> impl Fn(&Value) -> bool {
+    move |v| v.as_array().is_some_and(|a| a.len() == n && a.iter().all(|m| m["ready"] == true))
+}
+
+fn by_id<'a>(machines: &'a [Value], prefix: &str) -> Vec<&'a Value> {
+    machines.iter().filter(|m| m["id"].as_str().is_some_and(|id| id.starts_with(prefix))).collect()
+}
+
+/// Seeds: Deployment web (2 pods, 2 containers), StatefulSet db (1), a Deployment and a StatefulSet both
+/// named `both`, a bare pod, two services and a gateway. Waits until all 6 machines are ready.
+async fn seed_reads(op: &Operator, ns: &str) -> Vec<Value> {
+    create(op, Gvr::deployments(), ns, workload("Deployment", "web", 2, json!({"app": "web", "tier": "front"})));
+    create(op, Gvr::statefulsets(), ns, workload("StatefulSet", "db", 1, json!({"app": "db", "tier": "back"})));
+    create(op, Gvr::deployments(), ns, workload("Deployment", "both", 1, json!({"app": "both-d"})));
+    create(op, Gvr::statefulsets(), ns, workload("StatefulSet", "both", 1, json!({"app": "both-s"})));
+    create(
+        op,
+        Gvr::pods(),
+        ns,
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "solo", "labels": {"app": "solo"}},
+               "spec": {"containers": [{"name": "app", "image": "redis:7"}]}}),
+    );
+    create(
+        op,
+        Gvr::services(),
+        ns,
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "labels": {"app": "web"}},
+               "spec": {"selector": {"app": "web"}, "ports": [
+                   {"name": "http", "port": 8080, "protocol": "TCP"},
+                   {"name": "https", "port": 443, "protocol": "TCP"},
+                   {"name": "dns", "port": 53, "protocol": "UDP"}]}}),
+    );
+    create(
+        op,
+        Gvr::services(),
+        ns,
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db", "labels": {"app": "db"}},
+               "spec": {"selector": {"app": "db"}, "ports": [{"port": 5432}]}}),
+    );
+    create(
+        op,
+        Gvr::gateways(),
+        ns,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+               "metadata": {"name": "gw", "labels": {"app": "gw"}},
+               "spec": {"gatewayClassName": "sandbox", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}),
+    );
+    let body = op.wait_for(60, &format!("/k8s/machines/{ns}"), all_ready(6)).await;
+    items(&body).clone()
+}
+
+#[tokio::test]
+async fn k8s_reads_serve_every_shape_on_both_prefixes() {
+    let op = operator::start(quick_sandbox(), &[]).await;
+    let ns = common::fresh_namespace(&op.sandbox);
+    seed_reads(&op, &ns).await;
+
+    for prefix in ["/k8s", "/api/v1/k8s"] {
+        let r = op.get(&format!("{prefix}/machines/{ns}")).await;
+        assert_common_headers(&r);
+        assert!(r.header("content-type").is_some_and(|c| c.starts_with("application/json")), "{r:?}");
+        let machines = items(r.ok()).clone();
+        assert_eq!(machines.len(), 6, "{machines:#?}");
+        machines.iter().for_each(assert_machine_shape);
+
+        let web = by_id(&machines, "web-");
+        assert_eq!(web.len(), 2, "{machines:#?}");
+        let m = web[0];
+        assert_eq!(m["controller"], json!({"name": "web", "kind": "Deployment", "apiVersion": "apps/v1"}));
+        assert_eq!(m["status"], "Running");
+        assert_eq!(m["ready"], true);
+        assert_eq!(m["image"], "nginx:1.25");
+        assert!(m["imageDigest"].as_str().is_some_and(|d| d.starts_with("sha256:")), "{m}");
+        assert_eq!(m["labels"]["app"], "web");
+        assert_eq!(
+            m["resources"],
+            json!({"requests": {"cpu": "150m", "memory": "96Mi"}, "limits": {"cpu": "500m", "memory": "128Mi"}}),
+            "summed over both containers"
+        );
+        let names: Vec<&str> = items(&m["containers"]).iter().filter_map(|c| c["name"].as_str()).collect();
+        assert_eq!(names, ["app", "sidecar"]);
+        let web_id = m["id"].as_str().expect("id").to_string();
+
+        let db = by_id(&machines, "db-0");
+        assert_eq!(db[0]["controller"], json!({"name": "db", "kind": "StatefulSet", "apiVersion": "apps/v1"}));
+        let solo = by_id(&machines, "solo");
+        assert!(solo[0]["controller"].is_null(), "a bare pod has controller null: {}", solo[0]);
+        assert!(solo[0].as_object().is_some_and(|o| o.contains_key("controller")), "controller is present");
+
+        // One machine by id.
+        let one = op.get(&format!("{prefix}/machines/{ns}/{web_id}")).await;
+        assert_common_headers(&one);
+        assert_eq!(one.ok()["id"], web_id.as_str());
+        assert_machine_shape(&one.body);
+
+        // Label filters: repeated `labels=` and `labels[]=`, AND semantics, split on the first `=`.
+        for (query, want) in [
+            ("labels=app%3Dweb", 2),
+            ("labels=app%3Dweb&labels=tier%3Dfront", 2),
+            ("labels=app%3Dweb&labels=tier%3Dback", 0),
+            ("labels%5B%5D=app%3Dweb&labels%5B%5D=tier%3Dfront", 2),
+            ("labels[]=tier=back", 1),
+            ("labels=tier%3Dfront&labels[]=app=db", 0),
+        ] {
+            let r = op.get(&format!("{prefix}/machines/{ns}?{query}")).await;
+            assert_eq!(items(r.ok()).len(), want, "{query}: {}", r.text);
+        }
+
+        // Controllers: top-level only, never the Deployment's ReplicaSet.
+        let r = op.get(&format!("{prefix}/controllers/{ns}")).await;
+        assert_common_headers(&r);
+        let list = items(&r.ok()["controllers"]).clone();
+        list.iter().for_each(assert_controller_shape);
+        let mut kinds: Vec<(String, String)> = list
+            .iter()
+            .map(|c| (c["name"].as_str().unwrap_or("").into(), c["providerMetadata"]["kind"].as_str().unwrap_or("").into()))
+            .collect();
+        kinds.sort();
+        let want: Vec<(String, String)> =
+            [("both", "Deployment"), ("both", "StatefulSet"), ("db", "StatefulSet"), ("web", "Deployment")]
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect();
+        assert_eq!(kinds, want, "{list:#?}");
+        let web_c = list.iter().find(|c| c["name"] == "web").expect("web");
+        assert_eq!(web_c["replicas"], 2);
+        assert_eq!(web_c["readyReplicas"], 2);
+        assert_eq!(web_c["providerMetadata"], json!({"kind": "Deployment", "apiVersion": "apps/v1"}));
+        assert_eq!(items(&web_c["machines"]).len(), 2);
+
+        // ?machineId= gives the top-level owner (0 or 1 items).
+        let r = op.get(&format!("{prefix}/controllers/{ns}?machineId={web_id}")).await;
+        let owners = items(&r.ok()["controllers"]).clone();
+        assert_eq!(owners.len(), 1, "{}", r.text);
+        assert_eq!(owners[0]["name"], "web");
+        assert_eq!(owners[0]["providerMetadata"]["kind"], "Deployment");
+        let r = op.get(&format!("{prefix}/controllers/{ns}?machineId=solo")).await;
+        assert_eq!(r.ok()["controllers"], json!([]));
+
+        // One controller; kind resolution Deployment before StatefulSet; hints pin the kind.
+        let r = op.get(&format!("{prefix}/controllers/{ns}/web")).await;
+        let c = &r.ok()["controller"];
+        assert_controller_shape(c);
+        assert_eq!(c["name"], "web");
+        assert_eq!(items(&c["machines"]).len(), 2);
+        let r = op.get(&format!("{prefix}/controllers/{ns}/both")).await;
+        assert_eq!(r.ok()["controller"]["providerMetadata"]["kind"], "Deployment", "{}", r.text);
+        let r = op.get(&format!("{prefix}/controllers/{ns}/both?kind=StatefulSet&apiVersion=apps%2Fv1")).await;
+        let c = &r.ok()["controller"];
+        assert_eq!(c["providerMetadata"], json!({"kind": "StatefulSet", "apiVersion": "apps/v1"}));
+        assert_eq!(items(&c["machines"])[0]["id"], "both-0");
+        let r = op.get(&format!("{prefix}/controllers/{ns}/web?kind=Deployment&apiVersion=apps%2Fv1")).await;
+        assert_eq!(r.ok()["controller"]["name"], "web");
+        op.get(&format!("{prefix}/controllers/{ns}/web?kind=StatefulSet&apiVersion=apps%2Fv1"))
+            .await
+            .problem(404, "not-found");
+
+        // Unknown names.
+        let r = op.get(&format!("{prefix}/machines/{ns}/web-nope")).await;
+        r.problem(404, "not-found");
+        assert_common_headers(&r);
+        op.get(&format!("{prefix}/controllers/{ns}/nope")).await.problem(404, "not-found");
+        op.get(&format!("{prefix}/gateway/httproutes/{ns}/nope")).await.problem(404, "not-found");
+
+        // Services keep the order of spec.ports.
+        let r = op.get(&format!("{prefix}/services/{ns}")).await;
+        let services = items(r.ok()).clone();
+        services.iter().for_each(assert_service_shape);
+        let web_s = services.iter().find(|s| s["name"] == "web").expect("web service");
+        let ports: Vec<(u64, &str)> = items(&web_s["ports"])
+            .iter()
+            .map(|p| (p["port"].as_u64().unwrap_or(0), p["protocol"].as_str().unwrap_or("")))
+            .collect();
+        assert_eq!(ports, [(8080, "TCP"), (443, "TCP"), (53, "UDP")]);
+        let r = op.get(&format!("{prefix}/services/{ns}?labels=app%3Ddb")).await;
+        let only: Vec<&str> = items(r.ok()).iter().filter_map(|s| s["name"].as_str()).collect();
+        assert_eq!(only, ["db"]);
+
+        // Gateways: the cluster's objects, trimmed.
+        let r = op.get(&format!("{prefix}/gateway/gateways/{ns}")).await;
+        let gws = items(r.ok()).clone();
+        assert_eq!(gws.len(), 1, "{}", r.text);
+        assert_eq!(gws[0]["kind"], "Gateway");
+        assert_eq!(gws[0]["apiVersion"], "gateway.networking.k8s.io/v1");
+        assert_eq!(gws[0]["metadata"]["name"], "gw");
+        assert_eq!(gws[0]["metadata"]["namespace"], ns.as_str());
+        assert!(gws[0]["metadata"].get("managedFields").is_none(), "{}", gws[0]);
+        assert!(gws[0]["spec"]["listeners"].is_array());
+    }
+
+    // Providers.
+    let r = op.get("/providers").await;
+    assert_common_headers(&r);
+    let providers = items(r.ok()).clone();
+    let k8s = providers.iter().find(|p| p["name"] == "k8s").expect("k8s listed");
+    assert_eq!(k8s["enabled"], true);
+    assert!(k8s["capabilities"].is_object() && k8s["health"].is_object(), "{k8s}");
+    assert_eq!(op.get("/api/v1/providers").await.ok(), r.ok());
+
+    // X-Request-Id is echoed when sent.
+    let sent = op
+        .http
+        .get(op.url(&format!("/k8s/machines/{ns}")))
+        .header("X-Request-Id", "req-abc-123")
+        .send()
+        .await
+        .expect("request");
+    let r = operator::reply(sent).await;
+    assert_eq!(r.header("x-request-id"), Some("req-abc-123"));
+    assert_eq!(r.header("x-api-version"), Some("v1"));
+}
+
+#[tokio::test]
+async fn ready_follows_the_pod_condition_and_digest_appears_with_the_image_id() {
+    // Pods stay Pending (no container status) until the test starts them.
+    let op = operator::start(
+        SandboxOptions { pod_start_delay: Duration::from_secs(3600), ..quick_sandbox() },
+        &[],
+    )
+    .await;
+    let ns = common::fresh_namespace(&op.sandbox);
+    create(&op, Gvr::deployments(), &ns, workload("Deployment", "slow", 1, json!({"app": "slow"})));
+    let path = format!("/k8s/machines/{ns}");
+    let list = op.wait_for(30, &path, |v| v.as_array().is_some_and(|a| a.len() == 1)).await;
+    let m = &items(&list)[0];
+    assert_machine_shape(m);
+    assert_eq!(m["status"], "Pending");
+    assert_eq!(m["ready"], false);
+    assert!(m.get("imageDigest").is_none(), "no imageID yet, so no imageDigest: {m}");
+    assert_eq!(m["controller"]["kind"], "Deployment");
+    let id = m["id"].as_str().expect("id").to_string();
+    let one = format!("/k8s/machines/{ns}/{id}");
+
+    set_pod_condition(&op.sandbox.store, &ns, &id, true, false).expect("ready");
+    let m = op.wait_for(10, &one, |m| m["ready"] == true).await;
+    assert_eq!(m["status"], "Running");
+    assert!(m["imageDigest"].as_str().is_some_and(|d| d.starts_with("sha256:")), "{m}");
+    assert_eq!(m["containers"][0]["ready"], true);
+
+    set_pod_condition(&op.sandbox.store, &ns, &id, false, false).expect("unready");
+    let m = op.wait_for(10, &one, |m| m["ready"] == false).await;
+    assert_eq!(m["status"], "Running", "an unready pod still runs");
+    assert!(m["imageDigest"].is_string(), "the digest stays known: {m}");
+
+    set_pod_condition(&op.sandbox.store, &ns, &id, true, false).expect("ready again");
+    op.wait_for(10, &one, |m| m["ready"] == true).await;
+    let c = op.get(&format!("/k8s/controllers/{ns}/slow")).await;
+    assert_eq!(c.ok()["controller"]["readyReplicas"], 1, "{}", c.text);
+}
