@@ -6,6 +6,9 @@ mod common;
 #[path = "common/operator.rs"]
 mod operator;
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use machinist::sandbox::controllers::set_pod_condition;
@@ -298,4 +301,122 @@ async fn ready_follows_the_pod_condition_and_digest_appears_with_the_image_id() 
     op.wait_for(10, &one, |m| m["ready"] == true).await;
     let c = op.get(&format!("/k8s/controllers/{ns}/slow")).await;
     assert_eq!(c.ok()["controller"]["readyReplicas"], 1, "{}", c.text);
+}
+
+fn ids(list: &Value) -> BTreeSet<String> {
+    items(list).iter().filter_map(|m| m["id"].as_str().map(String::from)).collect()
+}
+
+#[tokio::test]
+async fn k8s_writes_scale_label_apply_and_delete() {
+    let op = operator::start(quick_sandbox(), &[]).await;
+    let ns = common::fresh_namespace(&op.sandbox);
+    create(
+        &op,
+        Gvr::gateways(),
+        &ns,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "gw"},
+               "spec": {"gatewayClassName": "sandbox", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}),
+    );
+    let mut seen = String::new();
+
+    // Manifest PUT of a Deployment: create, then the same PUT again changes nothing.
+    let manifest = workload("Deployment", "api", 1, json!({"app": "api"}));
+    let r = op.put(&format!("/k8s/controllers/{ns}"), manifest.clone()).await;
+    assert_common_headers(&r);
+    assert_eq!(r.ok()["metadata"]["name"], "api", "{}", r.text);
+    assert_eq!(r.body["kind"], "Deployment");
+    // The sandbox's controllers write status meanwhile, so compare the generation, not resourceVersion.
+    let generation = r.body["metadata"]["generation"].clone();
+    assert!(generation.is_u64(), "{}", r.text);
+    let again = op.put(&format!("/api/v1/k8s/controllers/{ns}"), manifest).await;
+    assert_eq!(again.ok()["metadata"]["generation"], generation, "a repeated apply changes no spec");
+    let machines = op.wait_for(30, &format!("/k8s/machines/{ns}"), all_ready(1)).await;
+    let pod = items(&machines)[0]["id"].as_str().expect("id").to_string();
+
+    // PATCH labels merges, null removes.
+    let path = format!("/k8s/machines/{ns}/{pod}/labels");
+    let r = op.patch(&path, json!({"labels": {"team": "blue", "tier": "x"}})).await;
+    let m = r.ok();
+    assert_machine_shape(m);
+    assert_eq!(m["labels"]["team"], "blue", "{m}");
+    assert_eq!(m["labels"]["app"], "api", "other labels stay: {m}");
+    let r = op.patch(&path, json!({"labels": {"tier": null}})).await;
+    let labels = r.ok()["labels"].as_object().expect("labels").clone();
+    assert!(!labels.contains_key("tier") && labels["team"] == "blue", "{labels:?}");
+    let r = op.get(&format!("/k8s/machines/{ns}?labels=team%3Dblue")).await;
+    assert_eq!(items(r.ok()).len(), 1, "the read sees the write: {}", r.text);
+
+    // POST scale: 200 with the new replicas, repeated 3× with the same answer.
+    for _ in 0..3 {
+        let r = op.post(&format!("/k8s/controllers/{ns}/api?kind=Deployment&apiVersion=apps%2Fv1"), json!({"replicas": 3})).await;
+        assert_common_headers(&r);
+        assert_controller_shape(r.ok());
+        assert_eq!(r.body["replicas"], 3, "{}", r.text);
+        assert_eq!(r.body["name"], "api");
+    }
+    let dep = op.sandbox.store.get(&Gvr::deployments(), &ns, "api").expect("deployment");
+    assert_eq!(dep["spec"]["replicas"], 3);
+    op.wait_for(30, &format!("/k8s/machines/{ns}"), all_ready(3)).await;
+    let r = op.get(&format!("/k8s/controllers/{ns}/api")).await;
+    assert_eq!(r.ok()["controller"]["replicas"], 3);
+
+    // Service and Secret PUTs.
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api", "labels": {"app": "api"}},
+                     "spec": {"selector": {"app": "api"}, "ports": [{"port": 9000, "protocol": "TCP"}, {"port": 9001}]}});
+    let r = op.put(&format!("/k8s/services/{ns}"), svc).await;
+    assert_eq!(r.ok()["metadata"]["name"], "api", "{}", r.text);
+    seen.push_str(&r.text);
+    let listed = op.wait_for(10, &format!("/k8s/services/{ns}"), |v| items(v).len() == 1).await;
+    assert_eq!(items(&listed)[0]["ports"][0]["port"], 9000);
+    let secret_value = "c3VwZXItc2VjcmV0LXZhbHVl"; // "super-secret-value"
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"},
+                        "type": "Opaque", "data": {"password": secret_value}, "stringData": {"token": "plain-token-xyz"}});
+    let r = op.put(&format!("/k8s/secrets/{ns}"), secret).await;
+    assert_common_headers(&r);
+    assert_eq!(r.ok(), &json!({"status": "Success", "name": "creds"}));
+    seen.push_str(&r.text);
+    let stored = op.sandbox.store.get(&Gvr::new("", "v1", "secrets"), &ns, "creds").expect("secret applied");
+    assert!(stored["data"]["password"].is_string(), "{stored}");
+
+    // HTTPRoute: PUT, GET with status, DELETE, GET 404.
+    let route = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                       "metadata": {"name": "api"},
+                       "spec": {"parentRefs": [{"name": "gw"}], "hostnames": ["api.example.com"],
+                                "rules": [{"backendRefs": [{"name": "api", "port": 9000}]}]}});
+    let r = op.put(&format!("/k8s/gateway/httproutes/{ns}"), route).await;
+    assert_eq!(r.ok()["metadata"]["name"], "api", "{}", r.text);
+    assert_eq!(r.body["kind"], "HTTPRoute");
+    let got = op
+        .wait_for(10, &format!("/k8s/gateway/httproutes/{ns}/api"), |v| {
+            v["status"]["parents"][0]["conditions"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Accepted" && c["status"] == "True"))
+        })
+        .await;
+    assert!(got["metadata"].get("managedFields").is_none(), "{got}");
+    assert_eq!(got["spec"]["hostnames"], json!(["api.example.com"]));
+    let r = op.delete(&format!("/k8s/gateway/httproutes/{ns}/api")).await;
+    assert_eq!(r.ok(), &json!({"status": "Success", "name": "api", "deleted": true}));
+    op.wait_status(10, &format!("/k8s/gateway/httproutes/{ns}/api"), 404).await.problem(404, "not-found");
+
+    // Every read of the namespace: the secret's data never appears.
+    for path in ["machines", "controllers", "services", "gateway/gateways"] {
+        let r = op.get(&format!("/k8s/{path}/{ns}")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        seen.push_str(&r.text);
+    }
+    for leak in [secret_value, "plain-token-xyz", "super-secret-value"] {
+        assert!(!seen.contains(leak), "secret data leaked into a response");
+    }
+
+    // DELETE a service and a controller; then both are gone (404), and a second DELETE is a 404 too.
+    let r = op.delete(&format!("/k8s/services/{ns}/api")).await;
+    assert_eq!(r.ok(), &json!({"status": "Success", "name": "api", "deleted": true}));
+    let r = op.delete(&format!("/k8s/controllers/{ns}/api")).await;
+    assert_common_headers(&r);
+    assert_eq!(r.ok(), &json!({"status": "Success", "name": "api", "deleted": true}));
+    op.wait_status(10, &format!("/k8s/controllers/{ns}/api"), 404).await.problem(404, "not-found");
+    op.delete(&format!("/k8s/controllers/{ns}/api")).await.problem(404, "not-found");
+    op.wait_for(10, &format!("/k8s/services/{ns}"), |v| items(v).is_empty()).await;
 }

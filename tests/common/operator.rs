@@ -204,6 +204,21 @@ impl Operator {
     }
 }
 
+impl Operator {
+    /// Waits until `GET path` answers `status`; returns that reply.
+    pub async fn wait_status(&self, secs: u64, path: &str, status: u16) -> Reply {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let r = self.get(path).await;
+            if r.status == status || Instant::now() > deadline {
+                assert_eq!(r.status, status, "GET {path} after {secs} s: {}", r.text);
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 pub async fn reply(r: reqwest::Response) -> Reply {
     let status = r.status().as_u16();
     let headers = r.headers().clone();
