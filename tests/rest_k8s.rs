@@ -420,3 +420,149 @@ async fn k8s_writes_scale_label_apply_and_delete() {
     op.delete(&format!("/k8s/controllers/{ns}/api")).await.problem(404, "not-found");
     op.wait_for(10, &format!("/k8s/services/{ns}"), |v| items(v).is_empty()).await;
 }
+
+#[tokio::test]
+async fn a_kube_scale_patch_shows_in_rest_reads_within_a_second() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::api::{Api, Patch, PatchParams};
+
+    let op = operator::start(SandboxOptions { pod_start_delay: Duration::from_millis(20), ..quick_sandbox() }, &[]).await;
+    let ns = common::fresh_namespace(&op.sandbox);
+    create(&op, Gvr::deployments(), &ns, workload("Deployment", "web", 1, json!({"app": "web"})));
+    let path = format!("/k8s/machines/{ns}");
+    op.wait_for(30, &path, all_ready(1)).await;
+
+    let api: Api<Deployment> = Api::namespaced(op.kube.clone(), &ns);
+    api.patch_scale("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 3}})))
+        .await
+        .expect("scale patch");
+    let started = Instant::now();
+    let mut controller_seen = None;
+    loop {
+        let c = op.get(&format!("/k8s/controllers/{ns}/web")).await;
+        if controller_seen.is_none() && c.ok()["controller"]["replicas"] == 3 {
+            controller_seen = Some(started.elapsed());
+        }
+        let m = op.get(&path).await;
+        if controller_seen.is_some() && items(m.ok()).len() == 3 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "not fresh after 1 s: {}", m.text);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn ten_thousand_reads_make_no_api_call() {
+    let op = operator::start(quick_sandbox(), &[]).await;
+    let ns = common::fresh_namespace(&op.sandbox);
+    let machines = seed_reads(&op, &ns).await;
+    let pod = machines[0]["id"].as_str().expect("id").to_string();
+    // Let every watcher settle (initial lists done, watches open) before counting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = op.sandbox_stats().await;
+
+    let paths: Vec<String> = vec![
+        format!("/k8s/machines/{ns}"),
+        format!("/k8s/machines/{ns}/{pod}"),
+        format!("/k8s/machines/{ns}?labels=app%3Dweb"),
+        format!("/api/v1/k8s/controllers/{ns}"),
+        format!("/k8s/controllers/{ns}?machineId={pod}"),
+        format!("/k8s/controllers/{ns}/both"),
+        format!("/k8s/controllers/{ns}/nope"),
+        format!("/k8s/services/{ns}"),
+        format!("/k8s/gateway/gateways/{ns}"),
+        format!("/k8s/gateway/httproutes/{ns}/nope"),
+    ];
+    let paths = Arc::new(paths);
+    let mut tasks = Vec::new();
+    for worker in 0..8 {
+        let http = op.http.clone();
+        let base = op.base.clone();
+        let paths = paths.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut statuses = [0u32; 2];
+            for i in 0..1250 {
+                let p = &paths[(worker + i) % paths.len()];
+                let r = http.get(format!("{base}{p}")).send().await.expect("read");
+                let ok = r.status().as_u16() == 200;
+                statuses[usize::from(!ok)] += 1;
+                r.bytes().await.expect("body");
+            }
+            statuses
+        }));
+    }
+    let mut ok = 0;
+    let mut not_found = 0;
+    for t in tasks {
+        let [a, b] = t.await.expect("reader");
+        ok += a;
+        not_found += b;
+    }
+    assert_eq!(ok + not_found, 10_000);
+    assert_eq!(not_found, 2_000, "exactly the two 404 paths fail");
+
+    let after = op.sandbox_stats().await;
+    let count = |v: &Value, verb: &str| v["by_verb"][verb].as_u64().unwrap_or(0);
+    let total = |v: &Value| v["total"].as_u64().unwrap_or(0);
+    let watches = count(&after, "watch") - count(&before, "watch");
+    let others = total(&after) - total(&before) - watches;
+    assert_eq!(others, 0, "REST reads made API calls: before {before}, after {after}");
+    assert!(
+        watches <= count(&before, "watch"),
+        "only the standing watches may have re-opened: {watches} new watches; before {before}"
+    );
+}
+
+#[tokio::test]
+async fn reads_stay_complete_while_watches_drop_and_history_is_compacted() {
+    let op = operator::start(quick_sandbox(), &[]).await;
+    let ns = common::fresh_namespace(&op.sandbox);
+    let original = seed_reads(&op, &ns).await;
+    let original_ids: BTreeSet<String> = original.iter().filter_map(|m| m["id"].as_str().map(String::from)).collect();
+    let lists_before = op.sandbox_stats().await["by_verb"]["list"].as_u64().unwrap_or(0);
+
+    // Readers poll while the watches are cut and history compacted (410 on re-watch → relist).
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        let http = op.http.clone();
+        let url = op.url(&format!("/k8s/machines/{ns}"));
+        let controllers = op.url(&format!("/k8s/controllers/{ns}"));
+        let stop = stop.clone();
+        let original_ids = original_ids.clone();
+        readers.push(tokio::spawn(async move {
+            let mut reads = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let r = operator::reply(http.get(&url).send().await.expect("read")).await;
+                assert_eq!(r.status, 200, "reads keep answering during a relist: {}", r.text);
+                let got = ids(&r.body);
+                assert!(original_ids.is_subset(&got), "partial list during recovery: {got:?}");
+                assert!(got.len() <= original_ids.len() + 2, "{got:?}");
+                let c = operator::reply(http.get(&controllers).send().await.expect("read")).await;
+                assert_eq!(c.status, 200, "{}", c.text);
+                assert!(items(&c.body["controllers"]).len() >= 4, "partial controllers: {}", c.text);
+                reads += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            reads
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    op.sandbox_faults(json!({"close_watches": true, "compact": true})).await;
+    // Changes while the watches are down: the relist must bring them in.
+    create(&op, Gvr::deployments(), &ns, workload("Deployment", "late", 2, json!({"app": "late"})));
+    op.sandbox.store.delete(&Gvr::services(), &ns, "db").expect("delete service");
+
+    op.wait_for(30, &format!("/k8s/machines/{ns}"), all_ready(8)).await;
+    op.wait_for(30, &format!("/k8s/services/{ns}"), |v| items(v).len() == 1).await;
+    op.wait_for(30, &format!("/k8s/controllers/{ns}/late"), |v| v["controller"]["readyReplicas"] == 2).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        let reads = r.await.expect("reader saw only complete lists");
+        assert!(reads > 5, "the readers ran during recovery ({reads} reads)");
+    }
+    let lists_after = op.sandbox_stats().await["by_verb"]["list"].as_u64().unwrap_or(0);
+    assert!(lists_after > lists_before, "the watchers relisted after the 410 ({lists_before} → {lists_after})");
+}

@@ -14,7 +14,7 @@ use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use machinist::app::{Overrides, run_operator};
 use machinist::config::{Cli, Command};
 use machinist::provider::ecs::EcsSettings;
-use machinist::sandbox::{Sandbox, SandboxOptions};
+use machinist::sandbox::{Gvr, Sandbox, SandboxOptions};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -59,6 +59,7 @@ pub async fn start(opts: SandboxOptions, extra: &[&str]) -> Operator {
 /// The operator over an already started sandbox (a test may seed it first); `ecs` enables the ECS provider
 /// with these settings (add `--provider k8s,ecs` to `extra`).
 pub async fn start_on(sandbox: Sandbox, extra: &[&str], ecs: Option<EcsSettings>) -> Operator {
+    install_crd(&sandbox);
     let kube = crate::common::client_for(&sandbox, false).await;
     let kc = Kubeconfig::from_yaml(&sandbox.kubeconfig_yaml()).expect("kubeconfig parses");
     let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("config");
@@ -88,6 +89,15 @@ pub async fn start_on(sandbox: Sandbox, extra: &[&str], ecs: Option<EcsSettings>
         http: reqwest::Client::builder().build().expect("reqwest client"),
         shutdown,
         task: Some(task),
+    }
+}
+
+/// The ScaleRequest CRD, as a real install has it (without it the ScaleRequest controller keeps relisting).
+pub fn install_crd(sandbox: &Sandbox) {
+    let crd: Value = serde_yaml::from_str(&machinist::reconcile::crd_yaml()).expect("CRD yaml parses");
+    let name = crd["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    if sandbox.store.get(&Gvr::crds(), "", &name).is_none() {
+        sandbox.store.create(&Gvr::crds(), "", crd).expect("CRD installs");
     }
 }
 
