@@ -566,3 +566,137 @@ async fn reads_stay_complete_while_watches_drop_and_history_is_compacted() {
     let lists_after = op.sandbox_stats().await["by_verb"]["list"].as_u64().unwrap_or(0);
     assert!(lists_after > lists_before, "the watchers relisted after the 410 ({lists_before} → {lists_after})");
 }
+
+#[tokio::test]
+async fn before_the_first_sync_reads_answer_503_cache_not_ready_never_an_empty_list() {
+    let sandbox = machinist::sandbox::Sandbox::start(quick_sandbox()).await.expect("sandbox");
+    let ns = common::fresh_namespace(&sandbox);
+    for i in 0..3 {
+        sandbox
+            .store
+            .create(
+                &Gvr::pods(),
+                &ns,
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("p{i}")},
+                       "spec": {"containers": [{"name": "app", "image": "redis:7"}]}}),
+            )
+            .expect("pod");
+    }
+    // Every API call takes 1.5 s, so the operator's first lists are slow.
+    let faults = reqwest::Client::new()
+        .post(format!("{}/sandbox/faults", sandbox.url()))
+        .json(&json!({"latency_ms": 1500}))
+        .send()
+        .await
+        .expect("faults");
+    assert_eq!(faults.status(), 200);
+    let op = operator::start_on(sandbox, &[], None).await;
+
+    let paths = [
+        format!("/k8s/machines/{ns}"),
+        format!("/k8s/controllers/{ns}"),
+        format!("/k8s/services/{ns}"),
+        format!("/k8s/machines/{ns}/p0"),
+    ];
+    let r = op.get(&paths[0]).await;
+    r.problem(503, "cache-not-ready");
+    assert_common_headers(&r);
+    let retry: u64 = r.header("retry-after").and_then(|v| v.parse().ok()).expect("Retry-After in seconds");
+    assert!((1..=30).contains(&retry), "Retry-After {retry}");
+    let r = op.get(&paths[2]).await;
+    r.problem(503, "cache-not-ready");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut not_ready = 0;
+    loop {
+        let r = op.get(&paths[0]).await;
+        if r.status == 503 {
+            r.problem(503, "cache-not-ready");
+            assert!(r.header("retry-after").is_some());
+            not_ready += 1;
+        } else {
+            assert_eq!(ids(r.ok()).len(), 3, "the first 200 is the complete list: {}", r.text);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cache never synced");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(not_ready > 0);
+    op.sandbox_faults(json!({})).await;
+    // Every resource a read needs synced, so every read answers.
+    for p in &paths {
+        op.wait_status(30, p, 200).await;
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_problem_and_changes_nothing() {
+    let sandbox = machinist::sandbox::Sandbox::start(quick_sandbox()).await.expect("sandbox");
+    let ns = common::fresh_namespace(&sandbox);
+    let other = common::fresh_namespace(&sandbox);
+    let op = operator::start_on(sandbox, &["--namespaces", &ns], None).await;
+    create(&op, Gvr::deployments(), &ns, workload("Deployment", "web", 1, json!({"app": "web"})));
+    op.wait_for(30, &format!("/k8s/machines/{ns}"), all_ready(1)).await;
+
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        ("GET", format!("/k8s/machines/{ns}?labels=novalue"), 400, "validation-failed"),
+        ("GET", format!("/k8s/machines/{ns}?labels[]=%3Dv"), 400, "validation-failed"),
+        ("GET", format!("/k8s/machines/{ns}/Bad_Name"), 400, "bad-request"),
+        ("GET", format!("/k8s/machines/{ns}/{}", "a".repeat(300)), 400, "bad-request"),
+        ("GET", format!("/k8s/controllers/{}", "n".repeat(64)), 400, "bad-request"),
+        ("GET", "/k8s/machines/NotANamespace".to_string(), 400, "bad-request"),
+        // An unknown provider is no route at all; a known one that is off is `provider-not-enabled`.
+        ("GET", format!("/nope/machines/{ns}"), 404, "not-found"),
+        ("GET", format!("/ecs/machines/{ns}"), 404, "provider-not-enabled"),
+        ("GET", format!("/api/v1/ecs/controllers/{ns}"), 404, "provider-not-enabled"),
+        ("GET", format!("/k8s/machines/{other}"), 404, "scope-not-watched"),
+        ("GET", format!("/k8s/controllers/{other}/web"), 404, "scope-not-watched"),
+        ("GET", format!("/k8s/controllers/{ns}/web?kind=Pod"), 400, "validation-failed"),
+        ("GET", format!("/k8s/controllers/{ns}/web?kind=Deployment&apiVersion=v9"), 400, "validation-failed"),
+        ("GET", "/k8s/no-such-route".to_string(), 404, "not-found"),
+    ];
+    for (method, path, status, slug) in &cases {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let r = op.call(method, path, None).await;
+        r.problem(*status, slug);
+        assert_common_headers(&r);
+    }
+
+    // Bodies: malformed JSON, wrong types, negative or huge replicas, bad labels, wrong manifests.
+    let scale = format!("/k8s/controllers/{ns}/web");
+    let labels = |pod: &str| format!("/k8s/machines/{ns}/{pod}/labels");
+    let pod = ids(&op.get(&format!("/k8s/machines/{ns}")).await.body).into_iter().next().expect("pod");
+    let foreign = format!(
+        "{{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{{\"name\":\"x\",\"namespace\":\"{other}\"}}}}"
+    );
+    let bodies: Vec<(reqwest::Method, String, &str)> = vec![
+        (reqwest::Method::POST, scale.clone(), "{\"replicas\": "),
+        (reqwest::Method::POST, scale.clone(), "{\"replicas\": \"3\"}"),
+        (reqwest::Method::POST, scale.clone(), "{\"replicas\": -1}"),
+        (reqwest::Method::POST, scale.clone(), "{\"replicas\": 1e12}"),
+        (reqwest::Method::POST, scale.clone(), "{\"replicas\": 99999999999}"),
+        (reqwest::Method::POST, scale.clone(), "[]"),
+        (reqwest::Method::PATCH, labels(&pod), "{\"labels\": {\"bad key!\": \"v\"}}"),
+        (reqwest::Method::PATCH, labels(&pod), "{\"labels\": {\"k\": 5}}"),
+        (reqwest::Method::PATCH, labels(&pod), "not json"),
+        (reqwest::Method::PUT, format!("/k8s/controllers/{ns}"), "{\"kind\": \"Deployment\"}"),
+        (reqwest::Method::PUT, format!("/k8s/services/{ns}"),
+         "{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":{\"name\":\"x\"}}"),
+        (reqwest::Method::PUT, format!("/k8s/services/{ns}"),
+         &foreign),
+    ];
+    for (method, path, body) in bodies {
+        let r = op.send_raw(method.clone(), &path, body).await;
+        assert_eq!(r.status, 400, "{method} {path} {body}: {}", r.text);
+        assert!(["bad-request", "validation-failed"].contains(&r.slug()), "{body}: {}", r.text);
+        r.problem(400, r.slug());
+    }
+    // Nothing changed.
+    let dep = op.sandbox.store.get(&Gvr::deployments(), &ns, "web").expect("deployment");
+    assert_eq!(dep["spec"]["replicas"], 1);
+    assert!(op.sandbox.store.get(&Gvr::services(), &ns, "x").is_none());
+    let m = op.get(&format!("/k8s/machines/{ns}/{pod}")).await;
+    assert_eq!(m.ok()["labels"], json!({"app": "web", "pod-template-hash": m.body["labels"]["pod-template-hash"]}));
+    // The server is still up.
+    op.get(&format!("/k8s/controllers/{ns}/web")).await.ok();
+}
