@@ -154,7 +154,8 @@ async fn ecs_scale_via_rest_and_the_tasks_follow_and_labels_are_tags() {
     })
     .await;
     op.wait_for(60, "/ecs/controllers/shop/web", |v| {
-        v["controller"]["readyReplicas"] == 4 && v["controller"]["machines"].as_array().map(Vec::len) == Some(4)
+        v["controller"]["readyReplicas"] == 4
+            && v["controller"]["machines"].as_array().map(Vec::len) == Some(4)
     })
     .await;
     let r = op.post("/ecs/controllers/shop/web", json!({"replicas": 1})).await;

@@ -64,8 +64,18 @@ fn by_id<'a>(machines: &'a [Value], prefix: &str) -> Vec<&'a Value> {
 /// Seeds: Deployment web (2 pods, 2 containers), StatefulSet db (1), a Deployment and a StatefulSet both
 /// named `both`, a bare pod, two services and a gateway. Waits until all 6 machines are ready.
 async fn seed_reads(op: &Operator, ns: &str) -> Vec<Value> {
-    create(op, Gvr::deployments(), ns, workload("Deployment", "web", 2, json!({"app": "web", "tier": "front"})));
-    create(op, Gvr::statefulsets(), ns, workload("StatefulSet", "db", 1, json!({"app": "db", "tier": "back"})));
+    create(
+        op,
+        Gvr::deployments(),
+        ns,
+        workload("Deployment", "web", 2, json!({"app": "web", "tier": "front"})),
+    );
+    create(
+        op,
+        Gvr::statefulsets(),
+        ns,
+        workload("StatefulSet", "db", 1, json!({"app": "db", "tier": "back"})),
+    );
     create(op, Gvr::deployments(), ns, workload("Deployment", "both", 1, json!({"app": "both-d"})));
     create(op, Gvr::statefulsets(), ns, workload("StatefulSet", "both", 1, json!({"app": "both-s"})));
     create(
@@ -137,7 +147,10 @@ async fn k8s_reads_serve_every_shape_on_both_prefixes() {
         let web_id = m["id"].as_str().expect("id").to_string();
 
         let db = by_id(&machines, "db-0");
-        assert_eq!(db[0]["controller"], json!({"name": "db", "kind": "StatefulSet", "apiVersion": "apps/v1"}));
+        assert_eq!(
+            db[0]["controller"],
+            json!({"name": "db", "kind": "StatefulSet", "apiVersion": "apps/v1"})
+        );
         let solo = by_id(&machines, "solo");
         assert!(solo[0]["controller"].is_null(), "a bare pod has controller null: {}", solo[0]);
         assert!(solo[0].as_object().is_some_and(|o| o.contains_key("controller")), "controller is present");
@@ -168,7 +181,12 @@ async fn k8s_reads_serve_every_shape_on_both_prefixes() {
         list.iter().for_each(assert_controller_shape);
         let mut kinds: Vec<(String, String)> = list
             .iter()
-            .map(|c| (c["name"].as_str().unwrap_or("").into(), c["providerMetadata"]["kind"].as_str().unwrap_or("").into()))
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap_or("").into(),
+                    c["providerMetadata"]["kind"].as_str().unwrap_or("").into(),
+                )
+            })
             .collect();
         kinds.sort();
         let want: Vec<(String, String)> =
@@ -200,7 +218,8 @@ async fn k8s_reads_serve_every_shape_on_both_prefixes() {
         assert_eq!(items(&c["machines"]).len(), 2);
         let r = op.get(&format!("{prefix}/controllers/{ns}/both")).await;
         assert_eq!(r.ok()["controller"]["providerMetadata"]["kind"], "Deployment", "{}", r.text);
-        let r = op.get(&format!("{prefix}/controllers/{ns}/both?kind=StatefulSet&apiVersion=apps%2Fv1")).await;
+        let r =
+            op.get(&format!("{prefix}/controllers/{ns}/both?kind=StatefulSet&apiVersion=apps%2Fv1")).await;
         let c = &r.ok()["controller"];
         assert_eq!(c["providerMetadata"], json!({"kind": "StatefulSet", "apiVersion": "apps/v1"}));
         assert_eq!(items(&c["machines"])[0]["id"], "both-0");
@@ -349,7 +368,12 @@ async fn k8s_writes_scale_label_apply_and_delete() {
 
     // POST scale: 200 with the new replicas, repeated 3× with the same answer.
     for _ in 0..3 {
-        let r = op.post(&format!("/k8s/controllers/{ns}/api?kind=Deployment&apiVersion=apps%2Fv1"), json!({"replicas": 3})).await;
+        let r = op
+            .post(
+                &format!("/k8s/controllers/{ns}/api?kind=Deployment&apiVersion=apps%2Fv1"),
+                json!({"replicas": 3}),
+            )
+            .await;
         assert_common_headers(&r);
         assert_controller_shape(r.ok());
         assert_eq!(r.body["replicas"], 3, "{}", r.text);
@@ -426,7 +450,11 @@ async fn a_kube_scale_patch_shows_in_rest_reads_within_a_second() {
     use k8s_openapi::api::apps::v1::Deployment;
     use kube::api::{Api, Patch, PatchParams};
 
-    let op = operator::start(SandboxOptions { pod_start_delay: Duration::from_millis(20), ..quick_sandbox() }, &[]).await;
+    let op = operator::start(
+        SandboxOptions { pod_start_delay: Duration::from_millis(20), ..quick_sandbox() },
+        &[],
+    )
+    .await;
     let ns = common::fresh_namespace(&op.sandbox);
     create(&op, Gvr::deployments(), &ns, workload("Deployment", "web", 1, json!({"app": "web"})));
     let path = format!("/k8s/machines/{ns}");
@@ -519,7 +547,8 @@ async fn reads_stay_complete_while_watches_drop_and_history_is_compacted() {
     let op = operator::start(quick_sandbox(), &[]).await;
     let ns = common::fresh_namespace(&op.sandbox);
     let original = seed_reads(&op, &ns).await;
-    let original_ids: BTreeSet<String> = original.iter().filter_map(|m| m["id"].as_str().map(String::from)).collect();
+    let original_ids: BTreeSet<String> =
+        original.iter().filter_map(|m| m["id"].as_str().map(String::from)).collect();
     let lists_before = op.sandbox_stats().await["by_verb"]["list"].as_u64().unwrap_or(0);
 
     // Readers poll while the watches are cut and history compacted (410 on re-watch → relist).
@@ -564,7 +593,10 @@ async fn reads_stay_complete_while_watches_drop_and_history_is_compacted() {
         assert!(reads > 5, "the readers ran during recovery ({reads} reads)");
     }
     let lists_after = op.sandbox_stats().await["by_verb"]["list"].as_u64().unwrap_or(0);
-    assert!(lists_after > lists_before, "the watchers relisted after the 410 ({lists_before} → {lists_after})");
+    assert!(
+        lists_after > lists_before,
+        "the watchers relisted after the 410 ({lists_before} → {lists_after})"
+    );
 }
 
 #[tokio::test]
@@ -680,10 +712,12 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
         (reqwest::Method::PATCH, labels(&pod), "{\"labels\": {\"k\": 5}}"),
         (reqwest::Method::PATCH, labels(&pod), "not json"),
         (reqwest::Method::PUT, format!("/k8s/controllers/{ns}"), "{\"kind\": \"Deployment\"}"),
-        (reqwest::Method::PUT, format!("/k8s/services/{ns}"),
-         "{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":{\"name\":\"x\"}}"),
-        (reqwest::Method::PUT, format!("/k8s/services/{ns}"),
-         &foreign),
+        (
+            reqwest::Method::PUT,
+            format!("/k8s/services/{ns}"),
+            "{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":{\"name\":\"x\"}}",
+        ),
+        (reqwest::Method::PUT, format!("/k8s/services/{ns}"), &foreign),
     ];
     for (method, path, body) in bodies {
         let r = op.send_raw(method.clone(), &path, body).await;
@@ -696,7 +730,10 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
     assert_eq!(dep["spec"]["replicas"], 1);
     assert!(op.sandbox.store.get(&Gvr::services(), &ns, "x").is_none());
     let m = op.get(&format!("/k8s/machines/{ns}/{pod}")).await;
-    assert_eq!(m.ok()["labels"], json!({"app": "web", "pod-template-hash": m.body["labels"]["pod-template-hash"]}));
+    assert_eq!(
+        m.ok()["labels"],
+        json!({"app": "web", "pod-template-hash": m.body["labels"]["pod-template-hash"]})
+    );
     // The server is still up.
     op.get(&format!("/k8s/controllers/{ns}/web")).await.ok();
 }

@@ -280,7 +280,10 @@ pub fn assert_machine_shape(m: &Value) {
     }
     assert_string_map(&m["labels"], "labels");
     let c = &m["controller"];
-    assert!(c.is_null() || (c["name"].is_string() && c["kind"].is_string() && c["apiVersion"].is_string()), "{m}");
+    assert!(
+        c.is_null() || (c["name"].is_string() && c["kind"].is_string() && c["apiVersion"].is_string()),
+        "{m}"
+    );
     let r = m["resources"].as_object().unwrap_or_else(|| panic!("resources is an object: {m}"));
     for (k, v) in r {
         assert!(k == "limits" || k == "requests", "resources.{k}: {m}");
