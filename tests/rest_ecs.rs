@@ -148,6 +148,9 @@ async fn ecs_scale_via_rest_and_the_tasks_follow_and_labels_are_tags() {
         assert_common_headers(&r);
         assert_controller_shape(r.ok());
         assert_eq!(r.body["replicas"], 4, "{}", r.text);
+        // Read-your-writes: the very next read shows the new desired count.
+        let c = op.get("/ecs/controllers/shop/web").await;
+        assert_eq!(c.ok()["controller"]["replicas"], 4, "{}", c.text);
     }
     ecs_common::wait_until(60, "4 web tasks in the emulator", || async {
         ecs_common::running_tasks(&ecs, "shop", "web").await == 4

@@ -378,6 +378,9 @@ async fn k8s_writes_scale_label_apply_and_delete() {
         assert_controller_shape(r.ok());
         assert_eq!(r.body["replicas"], 3, "{}", r.text);
         assert_eq!(r.body["name"], "api");
+        // Read-your-writes: the very next read shows the new count.
+        let c = op.get(&format!("/k8s/controllers/{ns}/api")).await;
+        assert_eq!(c.ok()["controller"]["replicas"], 3, "{}", c.text);
     }
     let dep = op.sandbox.store.get(&Gvr::deployments(), &ns, "api").expect("deployment");
     assert_eq!(dep["spec"]["replicas"], 3);
@@ -440,7 +443,8 @@ async fn k8s_writes_scale_label_apply_and_delete() {
     let r = op.delete(&format!("/k8s/controllers/{ns}/api")).await;
     assert_common_headers(&r);
     assert_eq!(r.ok(), &json!({"status": "Success", "name": "api", "deleted": true}));
-    op.wait_status(10, &format!("/k8s/controllers/{ns}/api"), 404).await.problem(404, "not-found");
+    // Read-your-writes: gone at once, for reads and for a second DELETE.
+    op.get(&format!("/k8s/controllers/{ns}/api")).await.problem(404, "not-found");
     op.delete(&format!("/k8s/controllers/{ns}/api")).await.problem(404, "not-found");
     op.wait_for(10, &format!("/k8s/services/{ns}"), |v| items(v).is_empty()).await;
 }
@@ -686,6 +690,8 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
         ("GET", format!("/k8s/controllers/{ns}/web?kind=Pod"), 400, "validation-failed"),
         ("GET", format!("/k8s/controllers/{ns}/web?kind=Deployment&apiVersion=v9"), 400, "validation-failed"),
         ("GET", "/k8s/no-such-route".to_string(), 404, "not-found"),
+        ("DELETE", format!("/k8s/machines/{ns}"), 405, "method-not-allowed"),
+        ("GET", format!("/k8s/machines/{ns}?labels=a%3Db&labels=%ZZ"), 400, "validation-failed"),
     ];
     for (method, path, status, slug) in &cases {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
