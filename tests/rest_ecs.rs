@@ -188,3 +188,48 @@ async fn ecs_scale_via_rest_and_the_tasks_follow_and_labels_are_tags() {
     let m = op.get(&format!("/ecs/machines/shop/{id}")).await;
     assert_eq!(m.ok()["labels"], json!({"app": "batch"}), "a rejected patch changes nothing");
 }
+
+#[tokio::test]
+async fn ecs_faults_keep_reads_serving_the_last_snapshot_and_providers_show_the_error() {
+    use machinist::provider::ecs::emulator::Fault;
+
+    let emu = ecs_common::shared().await;
+    let acct = ecs_common::account();
+    let ecs = ecs_common::admin(emu, &acct).await;
+    ecs_common::cluster(&ecs, "ops").await;
+    ecs_common::service(&ecs, "ops", "web", 2, None).await;
+    let settings = ecs_common::settings(emu, &acct, &["ops"], Duration::from_millis(200));
+    let sandbox = Sandbox::start(quick_sandbox()).await.expect("sandbox");
+    let op = operator::start_on(sandbox, &["--provider", "k8s,ecs"], Some(settings)).await;
+    op.wait_for(60, "/ecs/machines/ops", running(2)).await;
+
+    let ecs_health = |v: &Value| -> Value {
+        items(v).iter().find(|p| p["name"] == "ecs").map(|p| p["health"].clone()).unwrap_or(Value::Null)
+    };
+    assert_eq!(ecs_health(op.get("/providers").await.ok())["healthy"], true);
+
+    for (fault, expect) in
+        [(Fault::throttling(&acct, -1), "throttled"), (Fault::access_denied(&acct, -1), "AccessDenied")]
+    {
+        emu.inject(&fault).await.expect("inject");
+        op.wait_for(30, "/providers", |v| {
+            let h = ecs_health(v);
+            h["healthy"] == false && h["reason"].as_str().is_some_and(|r| r.contains(expect))
+        })
+        .await;
+        // Reads keep answering from the last snapshot, complete.
+        let r = op.get("/ecs/controllers/ops/web").await;
+        assert_eq!(r.ok()["controller"]["machines"].as_array().map(Vec::len), Some(2), "{}", r.text);
+        let r = op.get("/ecs/machines/ops").await;
+        assert_eq!(items(r.ok()).len(), 2, "{}", r.text);
+        emu.clear_faults(&acct).await.expect("clear");
+        op.wait_for(30, "/providers", |v| ecs_health(v)["healthy"] == true).await;
+    }
+
+    // A change made after recovery shows up, without a restart.
+    ecs.update_service().cluster("ops").service("web").desired_count(3).send().await.expect("external scale");
+    op.wait_for(60, "/ecs/controllers/ops/web", |v| {
+        v["controller"]["replicas"] == 3 && v["controller"]["readyReplicas"] == 3
+    })
+    .await;
+}
