@@ -62,7 +62,8 @@ fn by_id<'a>(machines: &'a [Value], prefix: &str) -> Vec<&'a Value> {
 }
 
 /// Seeds: Deployment web (2 pods, 2 containers), StatefulSet db (1), a Deployment and a StatefulSet both
-/// named `both`, a bare pod, two services and a gateway. Waits until all 6 machines are ready.
+/// named `both`, a bare ReplicaSet, a bare pod, two services and a gateway. Waits until all 7 machines are
+/// ready.
 async fn seed_reads(op: &Operator, ns: &str) -> Vec<Value> {
     create(
         op,
@@ -78,6 +79,7 @@ async fn seed_reads(op: &Operator, ns: &str) -> Vec<Value> {
     );
     create(op, Gvr::deployments(), ns, workload("Deployment", "both", 1, json!({"app": "both-d"})));
     create(op, Gvr::statefulsets(), ns, workload("StatefulSet", "both", 1, json!({"app": "both-s"})));
+    create(op, Gvr::replicasets(), ns, workload("ReplicaSet", "legacy", 1, json!({"app": "legacy"})));
     create(
         op,
         Gvr::pods(),
@@ -110,7 +112,7 @@ async fn seed_reads(op: &Operator, ns: &str) -> Vec<Value> {
                "metadata": {"name": "gw", "labels": {"app": "gw"}},
                "spec": {"gatewayClassName": "sandbox", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}),
     );
-    let body = op.wait_for(60, &format!("/k8s/machines/{ns}"), all_ready(6)).await;
+    let body = op.wait_for(60, &format!("/k8s/machines/{ns}"), all_ready(7)).await;
     items(&body).clone()
 }
 
@@ -125,7 +127,7 @@ async fn k8s_reads_serve_every_shape_on_both_prefixes() {
         assert_common_headers(&r);
         assert!(r.header("content-type").is_some_and(|c| c.starts_with("application/json")), "{r:?}");
         let machines = items(r.ok()).clone();
-        assert_eq!(machines.len(), 6, "{machines:#?}");
+        assert_eq!(machines.len(), 7, "{machines:#?}");
         machines.iter().for_each(assert_machine_shape);
 
         let web = by_id(&machines, "web-");
@@ -189,11 +191,16 @@ async fn k8s_reads_serve_every_shape_on_both_prefixes() {
             })
             .collect();
         kinds.sort();
-        let want: Vec<(String, String)> =
-            [("both", "Deployment"), ("both", "StatefulSet"), ("db", "StatefulSet"), ("web", "Deployment")]
-                .iter()
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .collect();
+        let want: Vec<(String, String)> = [
+            ("both", "Deployment"),
+            ("both", "StatefulSet"),
+            ("db", "StatefulSet"),
+            ("legacy", "ReplicaSet"),
+            ("web", "Deployment"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
         assert_eq!(kinds, want, "{list:#?}");
         let web_c = list.iter().find(|c| c["name"] == "web").expect("web");
         assert_eq!(web_c["replicas"], 2);
@@ -223,6 +230,22 @@ async fn k8s_reads_serve_every_shape_on_both_prefixes() {
         let c = &r.ok()["controller"];
         assert_eq!(c["providerMetadata"], json!({"kind": "StatefulSet", "apiVersion": "apps/v1"}));
         assert_eq!(items(&c["machines"])[0]["id"], "both-0");
+        // A ReplicaSet nobody owns is a top-level controller, found by its bare name too.
+        let r = op.get(&format!("{prefix}/controllers/{ns}/legacy")).await;
+        let c = &r.ok()["controller"];
+        assert_eq!(
+            c["providerMetadata"],
+            json!({"kind": "ReplicaSet", "apiVersion": "apps/v1"}),
+            "{}",
+            r.text
+        );
+        assert_eq!(items(&c["machines"]).len(), 1);
+        let legacy_pod = items(&c["machines"])[0]["id"].as_str().expect("id").to_string();
+        let r = op.get(&format!("{prefix}/machines/{ns}/{legacy_pod}")).await;
+        assert_eq!(
+            r.ok()["controller"],
+            json!({"name": "legacy", "kind": "ReplicaSet", "apiVersion": "apps/v1"})
+        );
         let r = op.get(&format!("{prefix}/controllers/{ns}/web?kind=Deployment&apiVersion=apps%2Fv1")).await;
         assert_eq!(r.ok()["controller"]["name"], "web");
         op.get(&format!("{prefix}/controllers/{ns}/web?kind=StatefulSet&apiVersion=apps%2Fv1"))
@@ -587,7 +610,7 @@ async fn reads_stay_complete_while_watches_drop_and_history_is_compacted() {
     create(&op, Gvr::deployments(), &ns, workload("Deployment", "late", 2, json!({"app": "late"})));
     op.sandbox.store.delete(&Gvr::services(), &ns, "db").expect("delete service");
 
-    op.wait_for(30, &format!("/k8s/machines/{ns}"), all_ready(8)).await;
+    op.wait_for(30, &format!("/k8s/machines/{ns}"), all_ready(9)).await;
     op.wait_for(30, &format!("/k8s/services/{ns}"), |v| items(v).len() == 1).await;
     op.wait_for(30, &format!("/k8s/controllers/{ns}/late"), |v| v["controller"]["readyReplicas"] == 2).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
