@@ -182,9 +182,7 @@ async fn ecs_scale_via_rest_and_the_tasks_follow_and_labels_are_tags() {
     assert_eq!(r.ok()["labels"], json!({"app": "batch"}), "{}", r.text);
     let many: BTreeMap<String, String> = (0..51).map(|i| (format!("k{i}"), "v".to_string())).collect();
     let r = op.patch(&path, json!({"labels": many})).await;
-    assert_eq!(r.status, 400, "{}", r.text);
-    assert!(["bad-request", "validation-failed"].contains(&r.slug()), "{}", r.text);
-    r.problem(400, r.slug());
+    r.bad_input();
     let m = op.get(&format!("/ecs/machines/shop/{id}")).await;
     assert_eq!(m.ok()["labels"], json!({"app": "batch"}), "a rejected patch changes nothing");
 }

@@ -131,6 +131,13 @@ impl Reply {
         self
     }
 
+    /// Asserts a 400 problem, `bad-request` or `validation-failed` (field errors).
+    #[track_caller]
+    pub fn bad_input(&self) -> &Self {
+        assert!(["bad-request", "validation-failed"].contains(&self.slug()), "{}", self.text);
+        self.problem(400, self.slug())
+    }
+
     #[track_caller]
     pub fn ok(&self) -> &Value {
         assert_eq!(self.status, 200, "{}", self.text);
