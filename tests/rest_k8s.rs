@@ -794,3 +794,41 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
     // The server is still up.
     op.get(&format!("/k8s/controllers/{ns}/web")).await.ok();
 }
+
+#[tokio::test]
+async fn a_scale_the_cluster_does_not_confirm_in_time_gives_504_with_retry_after_and_a_retry_succeeds() {
+    let op = operator::start(quick_sandbox(), &["--write-timeout", "2"]).await;
+    let ns = common::fresh_namespace(&op.sandbox);
+    create(&op, Gvr::deployments(), &ns, workload("Deployment", "web", 1, json!({"app": "web"})));
+    op.wait_for(30, &format!("/k8s/machines/{ns}"), all_ready(1)).await;
+
+    // Every API call now takes 4 s (the open watches are not affected): the write cannot be confirmed in 2 s.
+    op.sandbox_faults(json!({"latency_ms": 4000})).await;
+    let started = Instant::now();
+    let r = op.post(&format!("/k8s/controllers/{ns}/web"), json!({"replicas": 3})).await;
+    r.problem(504, "timeout");
+    assert_common_headers(&r);
+    let retry: u64 = r.header("retry-after").and_then(|v| v.parse().ok()).expect("Retry-After");
+    assert!((1..=30).contains(&retry), "Retry-After {retry}");
+    assert!(started.elapsed() < Duration::from_secs(10), "answered after the 2 s write timeout");
+    // Reads keep answering during a stuck write.
+    let c = op.get(&format!("/k8s/controllers/{ns}/web")).await;
+    assert_eq!(c.status, 200, "{}", c.text);
+
+    // Retrying as the clients do (honouring Retry-After) succeeds once the cluster answers again; the
+    // write that timed out goes on meanwhile, and repeating it is safe.
+    op.sandbox_faults(json!({})).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = op.post(&format!("/k8s/controllers/{ns}/web"), json!({"replicas": 3})).await;
+        if r.status == 200 {
+            assert_eq!(r.body["replicas"], 3, "{}", r.text);
+            break;
+        }
+        r.problem(504, "timeout");
+        assert!(Instant::now() < deadline, "the retried scale never succeeded");
+        let wait = r.header("retry-after").and_then(|v| v.parse().ok()).unwrap_or(1u64);
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+    }
+    op.wait_for(30, &format!("/k8s/machines/{ns}"), all_ready(3)).await;
+}
