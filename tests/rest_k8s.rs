@@ -291,7 +291,9 @@ async fn k8s_reads_serve_every_shape_on_both_prefixes() {
     let providers = items(r.ok()).clone();
     let k8s = providers.iter().find(|p| p["name"] == "k8s").expect("k8s listed");
     assert_eq!(k8s["enabled"], true);
-    assert!(k8s["capabilities"].is_object() && k8s["health"].is_object(), "{k8s}");
+    assert!(k8s["capabilities"].is_object(), "{k8s}");
+    assert_eq!(k8s["health"]["healthy"], true, "{k8s}");
+    assert_eq!(k8s["health"]["synced"], true, "{k8s}");
     assert_eq!(op.get("/api/v1/providers").await.ok(), r.ok());
 
     // X-Request-Id is echoed when sent.
@@ -304,6 +306,10 @@ async fn k8s_reads_serve_every_shape_on_both_prefixes() {
         .expect("request");
     let r = operator::reply(sent).await;
     assert_eq!(r.header("x-request-id"), Some("req-abc-123"));
+    // Without one, each response gets its own.
+    let a = op.get("/providers").await;
+    let b = op.get("/providers").await;
+    assert_ne!(a.header("x-request-id"), b.header("x-request-id"), "request ids are per request");
     assert_eq!(r.header("x-api-version"), Some("v1"));
 }
 
