@@ -137,6 +137,7 @@ async fn k8s_reads_serve_every_shape_on_both_prefixes() {
         assert_eq!(m["status"], "Running");
         assert_eq!(m["ready"], true);
         assert_eq!(m["image"], "nginx:1.25");
+        assert!(m["startTime"].as_str().is_some_and(operator::is_millis_rfc3339), "{m}");
         assert!(m["imageDigest"].as_str().is_some_and(|d| d.starts_with("sha256:")), "{m}");
         assert_eq!(m["labels"]["app"], "web");
         assert_eq!(
@@ -323,9 +324,21 @@ async fn ready_follows_the_pod_condition_and_digest_appears_with_the_image_id() 
     .await;
     let ns = common::fresh_namespace(&op.sandbox);
     create(&op, Gvr::deployments(), &ns, workload("Deployment", "slow", 1, json!({"app": "slow"})));
+    create(
+        &op,
+        Gvr::pods(),
+        &ns,
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bare"},
+               "spec": {"containers": [{"name": "app", "image": "redis:7"}]}}),
+    );
     let path = format!("/k8s/machines/{ns}");
-    let list = op.wait_for(30, &path, |v| v.as_array().is_some_and(|a| a.len() == 1)).await;
-    let m = &items(&list)[0];
+    let list = op.wait_for(30, &path, |v| v.as_array().is_some_and(|a| a.len() == 2)).await;
+    let bare = items(&list).iter().find(|m| m["id"] == "bare").expect("bare pod");
+    assert_machine_shape(bare);
+    assert_eq!(bare["labels"], json!({}), "labels is {{}} when none, never null");
+    assert!(bare["controller"].is_null());
+    assert_eq!(bare["resources"], json!({}), "no requests or limits: {bare}");
+    let m = items(&list).iter().find(|m| m["id"] != "bare").expect("deployment pod");
     assert_machine_shape(m);
     assert_eq!(m["status"], "Pending");
     assert_eq!(m["ready"], false);
