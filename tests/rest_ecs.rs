@@ -14,13 +14,9 @@ use std::time::Duration;
 use machinist::sandbox::Sandbox;
 use operator::{
     Operator, assert_common_headers, assert_controller_shape, assert_machine_shape, assert_service_shape,
-    quick_sandbox,
+    items, quick_sandbox,
 };
 use serde_json::{Value, json};
-
-fn items(v: &Value) -> &Vec<Value> {
-    v.as_array().unwrap_or_else(|| panic!("a bare array: {v}"))
-}
 
 fn running(n: usize) -> impl Fn(&Value) -> bool {
     move |v| v.as_array().is_some_and(|a| a.len() == n && a.iter().all(|m| m["ready"] == true))

@@ -5,6 +5,7 @@
 //! Load it with `mod common;` and `#[path = "common/operator.rs"] mod operator;`.
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use machinist::app::{Overrides, run_operator};
 use machinist::config::{Cli, Command};
 use machinist::provider::ecs::EcsSettings;
 use machinist::sandbox::{Gvr, Sandbox, SandboxOptions};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -332,4 +333,59 @@ pub fn assert_service_shape(s: &Value) {
 pub fn assert_common_headers(r: &Reply) {
     assert_eq!(r.header("x-api-version"), Some("v1"), "{r:?}");
     assert!(r.header("x-request-id").is_some_and(|v| !v.is_empty()), "{r:?}");
+}
+
+// Seeding and list helpers shared by the k8s REST tests.
+
+/// Two containers (`app` with `image`, and a sidecar) with requests and limits.
+pub fn containers(image: &str) -> Value {
+    json!([
+        {"name": "app", "image": image, "ports": [{"containerPort": 8080}],
+         "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "128Mi"}}},
+        {"name": "sidecar", "image": "busybox:1.36", "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}}}
+    ])
+}
+
+/// A Deployment, StatefulSet or ReplicaSet manifest selecting on `labels["app"]`.
+pub fn workload(kind: &str, name: &str, replicas: u32, labels: Value) -> Value {
+    let mut selector = serde_json::Map::new();
+    selector.insert("app".into(), labels["app"].clone());
+    let mut o = json!({
+        "apiVersion": "apps/v1", "kind": kind,
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": containers("nginx:1.25")}}
+        }
+    });
+    if kind == "StatefulSet" {
+        o["spec"]["serviceName"] = json!(name);
+    }
+    o
+}
+
+/// Creates `obj` straight in the sandbox store (as another client would).
+pub fn create(op: &Operator, gvr: Gvr, ns: &str, obj: Value) {
+    op.sandbox.store.create(&gvr, ns, obj).expect("seed object");
+}
+
+/// The body as a bare array (panics with the body otherwise).
+pub fn items(v: &Value) -> &Vec<Value> {
+    v.as_array().unwrap_or_else(|| panic!("a bare array: {v}"))
+}
+
+/// A check: exactly `n` machines, all ready.
+pub fn all_ready(n: usize) -> impl Fn(&Value) -> bool {
+    move |v| v.as_array().is_some_and(|a| a.len() == n && a.iter().all(|m| m["ready"] == true))
+}
+
+/// Machines whose id starts with `prefix`.
+pub fn by_id<'a>(machines: &'a [Value], prefix: &str) -> Vec<&'a Value> {
+    machines.iter().filter(|m| m["id"].as_str().is_some_and(|id| id.starts_with(prefix))).collect()
+}
+
+/// The ids of a list of machines.
+pub fn ids(list: &Value) -> BTreeSet<String> {
+    items(list).iter().filter_map(|m| m["id"].as_str().map(String::from)).collect()
 }
