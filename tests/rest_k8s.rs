@@ -456,10 +456,13 @@ async fn reads_stay_complete_while_watches_drop_and_history_is_compacted() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    op.sandbox_faults(json!({"close_watches": true, "compact": true})).await;
+    // Every API call is slow for a while, so the relists take long enough for the readers to see any gap.
+    op.sandbox_faults(json!({"close_watches": true, "compact": true, "latency_ms": 800})).await;
     // Changes while the watches are down: the relist must bring them in.
     create(&op, Gvr::deployments(), &ns, workload("Deployment", "late", 2, json!({"app": "late"})));
     op.sandbox.store.delete(&Gvr::services(), &ns, "db").expect("delete service");
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    op.sandbox_faults(json!({})).await;
 
     op.wait_for(30, &format!("/k8s/machines/{ns}"), all_ready(9)).await;
     op.wait_for(30, &format!("/k8s/services/{ns}"), |v| items(v).len() == 1).await;
