@@ -140,7 +140,8 @@ impl Reconciler {
     }
 
     /// [`Reconciler::scale`] with a deadline: past it, `Timeout` (504) with a Retry-After; the write goes on
-    /// and repeating the request is safe.
+    /// and repeating the request is safe. A write that spent its conflict budget is submitted again while
+    /// the deadline allows: a caller never sees a 409 for "set replicas to N" (clients do not retry 409).
     pub async fn scale_within(
         &self,
         source: Source,
@@ -149,7 +150,17 @@ impl Reconciler {
         replicas: i32,
     ) -> provider::Result<Scaled> {
         let started = Instant::now();
-        let result = match tokio::time::timeout(deadline, self.scale_inner(target, replicas)).await {
+        let until_settled = async {
+            loop {
+                match self.scale_inner(target, replicas).await {
+                    Err(ProviderError::Conflict(_)) => {
+                        tokio::time::sleep(Duration::from_millis(100 + fastrand::u64(..200))).await;
+                    }
+                    settled => return settled,
+                }
+            }
+        };
+        let result = match tokio::time::timeout(deadline, until_settled).await {
             Ok(result) => result,
             Err(_) => Err(ProviderError::Timeout {
                 detail: format!(
@@ -235,6 +246,8 @@ mod tests {
     struct MapScaler {
         replicas: Mutex<HashMap<String, i32>>,
         delay: Duration,
+        /// How many writes still fail as if their conflict retries were spent.
+        conflicts: Mutex<u32>,
     }
 
     impl Scaler for MapScaler {
@@ -264,6 +277,13 @@ mod tests {
         ) -> BoxFuture<'_, provider::Result<Scaled>> {
             async move {
                 tokio::time::sleep(self.delay).await;
+                {
+                    let mut conflicts = self.conflicts.lock().unwrap();
+                    if *conflicts > 0 {
+                        *conflicts -= 1;
+                        return Err(ProviderError::Conflict("the object has been modified".into()));
+                    }
+                }
                 let previous = self.replicas.lock().unwrap().insert(name.clone(), replicas).unwrap_or(0);
                 Ok(Scaled {
                     kind: ControllerKind::Deployment,
@@ -324,6 +344,30 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(25)).await;
         let obs = r.observe(TargetProvider::K8s, "default", "web", None).unwrap().unwrap();
         assert_eq!(obs.replicas, 7, "the write went on after the caller gave up");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rest_write_outlasts_spent_conflict_budgets_within_its_deadline() {
+        let scaler =
+            MapScaler { delay: Duration::from_millis(10), conflicts: Mutex::new(3), ..Default::default() };
+        scaler.replicas.lock().unwrap().insert("web".into(), 1);
+        let r = Reconciler::new(Scalers { k8s: Some(Arc::new(scaler)), ecs: None });
+        let s = r.scale_within(Source::Rest, Duration::from_secs(10), &web("web", None), 5).await.unwrap();
+        assert_eq!(s.applied, 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn endless_conflicts_end_in_a_timeout_not_a_409() {
+        let scaler = MapScaler {
+            delay: Duration::from_millis(10),
+            conflicts: Mutex::new(u32::MAX),
+            ..Default::default()
+        };
+        scaler.replicas.lock().unwrap().insert("web".into(), 1);
+        let r = Reconciler::new(Scalers { k8s: Some(Arc::new(scaler)), ecs: None });
+        let e =
+            r.scale_within(Source::Rest, Duration::from_secs(10), &web("web", None), 5).await.unwrap_err();
+        assert!(matches!(e, ProviderError::Timeout { .. }), "{e:?}");
     }
 
     #[tokio::test(start_paused = true)]
