@@ -30,6 +30,11 @@ impl Interner {
         new
     }
 
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
     /// Forget strings no record uses any more.
     pub fn gc(&mut self) {
         self.0.retain(|s| Arc::strong_count(s) > 1);
@@ -223,7 +228,10 @@ pub(crate) struct Store {
     /// k8s: the namespaces that exist (from the namespace watcher).
     pub namespaces: BTreeSet<Name>,
     pub interner: Interner,
+    removals: u32,
 }
+
+const GC_EVERY_REMOVALS: u32 = 4096;
 
 impl Store {
     pub fn scope(&self, scope: &str) -> Option<&ScopeData> {
@@ -238,9 +246,16 @@ impl Store {
         self.scopes.get_mut(scope).unwrap_or_else(|| unreachable!("inserted above"))
     }
 
-    fn drop_scope_if_empty(&mut self, scope: &str) {
+    /// Drop an emptied scope, and now and then forget interned strings no record uses (churn would
+    /// otherwise grow the interner with every label value ever seen).
+    fn after_removal(&mut self, scope: &str) {
         if self.scopes.get(scope).is_some_and(ScopeData::is_empty) {
             self.scopes.remove(scope);
+        }
+        self.removals += 1;
+        if self.removals >= GC_EVERY_REMOVALS {
+            self.removals = 0;
+            self.interner.gc();
         }
     }
 
@@ -322,7 +337,8 @@ impl Store {
             return;
         }
         let labels = self.intern_labels(&machine.labels);
-        let name = self.interner.get(&machine.id);
+        // Machine names are unique: sharing them through the interner would only cost memory.
+        let name: Name = Arc::from(machine.id.as_str());
         self.remove_machine(scope, &machine.id);
         let data = self.scope_mut(scope);
         for (k, v) in labels.iter() {
@@ -354,7 +370,7 @@ impl Store {
                 data.by_rs.remove(rs);
             }
         }
-        self.drop_scope_if_empty(scope);
+        self.after_removal(scope);
         true
     }
 
@@ -425,7 +441,7 @@ impl Store {
         if removed && kind == ControllerKind::ReplicaSet {
             self.reresolve_rs(scope, name);
         }
-        self.drop_scope_if_empty(scope);
+        self.after_removal(scope);
         removed
     }
 
@@ -441,7 +457,7 @@ impl Store {
         }
         self.remove_service(scope, &service.name);
         let labels = self.intern_labels(&service.labels);
-        let name = self.interner.get(&service.name);
+        let name: Name = Arc::from(service.name.as_str());
         let data = self.scope_mut(scope);
         for (k, v) in labels.iter() {
             data.service_labels.insert(k, v, &name);
@@ -455,7 +471,7 @@ impl Store {
         for (k, v) in old.labels.iter() {
             data.service_labels.remove(k, v, name);
         }
-        self.drop_scope_if_empty(scope);
+        self.after_removal(scope);
         true
     }
 
@@ -470,7 +486,7 @@ impl Store {
         let Some(data) = self.scopes.get_mut(scope) else { return false };
         let map = if gateway { &mut data.gateways } else { &mut data.httproutes };
         let removed = map.remove(name).is_some();
-        self.drop_scope_if_empty(scope);
+        self.after_removal(scope);
         removed
     }
 }
