@@ -28,6 +28,10 @@ use super::run::{Reconciler, Source};
 use crate::cache::model::ControllerKind;
 use crate::provider::ProviderError;
 
+/// How long one reconcile waits for its write; past it the request stays Applying and is retried (the
+/// write itself goes on, and repeating it is safe).
+const CRD_WRITE_DEADLINE: Duration = Duration::from_secs(30);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
     #[error("ScaleRequest {0} has no namespace")]
@@ -164,7 +168,7 @@ pub fn next_status(
             s.previous_replicas = Some(*previous);
             s.applied_replicas = Some(*applied);
             s.finished_at = None;
-            let message = format!("scaled {} {name} from {previous} to {applied}", kind.as_str());
+            let message = applied_message(*kind, name, *previous, *applied);
             set_condition(&mut s.conditions, "Applied", true, "Scaled", message.clone(), generation, now);
             set_condition(
                 &mut s.conditions,
@@ -220,14 +224,34 @@ pub fn next_status(
     s
 }
 
+/// The merge patch that makes `/status` equal `status`: a field this status lacks is sent as `null`, so a
+/// value of an older generation (say `appliedReplicas`) cannot survive on the server.
+pub fn status_patch(status: &ScaleRequestStatus) -> serde_json::Value {
+    let mut body = serde_json::to_value(status).unwrap_or_else(|_| json!({}));
+    if let Some(fields) = body.as_object_mut() {
+        for key in
+            ["phase", "observedGeneration", "previousReplicas", "appliedReplicas", "message", "finishedAt"]
+        {
+            fields.entry(key).or_insert(serde_json::Value::Null);
+        }
+        fields.entry("conditions").or_insert_with(|| json!([]));
+    }
+    json!({ "status": body })
+}
+
+fn applied_message(kind: ControllerKind, name: &str, previous: i32, applied: i32) -> String {
+    if previous == applied {
+        format!("{} {name} already had {applied} replicas", kind.as_str())
+    } else {
+        format!("scaled {} {name} from {previous} to {applied}", kind.as_str())
+    }
+}
+
 fn event_of(t: &Transition) -> Event {
     let (type_, reason, note, action) = match t {
-        Transition::Applied { kind, name, previous, applied } => (
-            EventType::Normal,
-            "Scaled",
-            format!("scaled {} {name} from {previous} to {applied}", kind.as_str()),
-            "Scale",
-        ),
+        Transition::Applied { kind, name, previous, applied } => {
+            (EventType::Normal, "Scaled", applied_message(*kind, name, *previous, *applied), "Scale")
+        }
         Transition::ApplyFailed { reason, message, .. } => {
             (EventType::Warning, *reason, message.clone(), "Scale")
         }
@@ -357,7 +381,10 @@ async fn reconcile(sr: Arc<ScaleRequest>, ctx: Arc<Context>) -> Result<Requeue, 
                 kind,
                 name: target.name.clone(),
             };
-            let result = ctx.reconciler.scale(Source::Crd, &target_key, sr.spec.replicas).await;
+            let result = ctx
+                .reconciler
+                .scale_within(Source::Crd, CRD_WRITE_DEADLINE, &target_key, sr.spec.replicas)
+                .await;
             match result {
                 Ok(scaled) => {
                     ctx.reset_retries(&key);
@@ -467,7 +494,7 @@ async fn update(
         || old.observed_generation != new.observed_generation;
     if &new != old {
         let api: Api<ScaleRequest> = Api::namespaced(ctx.client.clone(), &sr.namespace().unwrap_or_default());
-        let patch = json!({ "status": new });
+        let patch = status_patch(&new);
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(|source| ControllerError::Status { name: name.clone(), source })?;
@@ -625,6 +652,37 @@ mod tests {
             now: t("2026-01-01T00:02:00Z"),
         };
         assert_eq!(plan::plan(&d, Some(Observed { replicas: 1, ready_replicas: 1 })), Action::Apply);
+    }
+
+    #[test]
+    fn the_status_patch_clears_what_the_new_status_lacks() {
+        let applied = Transition::Applied {
+            kind: ControllerKind::Deployment,
+            name: "web".into(),
+            previous: 3,
+            applied: 5,
+        };
+        let s1 = next_status(&ScaleRequestStatus::default(), 1, &applied, t("2026-01-01T00:00:00Z"));
+        let missing = Transition::TargetMissing { message: "gone".into() };
+        let s2 = next_status(&s1, 2, &missing, t("2026-01-01T00:01:00Z"));
+        let patch = status_patch(&s2);
+        assert_eq!(patch["status"]["appliedReplicas"], serde_json::Value::Null);
+        assert_eq!(patch["status"]["previousReplicas"], serde_json::Value::Null);
+        assert_eq!(patch["status"]["observedGeneration"], 2);
+        let empty = status_patch(&ScaleRequestStatus::default());
+        assert_eq!(empty["status"]["conditions"], json!([]));
+    }
+
+    #[test]
+    fn a_target_already_at_the_count_says_so() {
+        let same = Transition::Applied {
+            kind: ControllerKind::Deployment,
+            name: "web".into(),
+            previous: 3,
+            applied: 3,
+        };
+        let s = next_status(&ScaleRequestStatus::default(), 1, &same, t("2026-01-01T00:00:00Z"));
+        assert_eq!(s.message.as_deref(), Some("Deployment web already had 3 replicas"));
     }
 
     #[test]

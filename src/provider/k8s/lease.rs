@@ -254,7 +254,7 @@ impl Elector {
 }
 
 #[cfg(test)]
-mod tests {
+mod decide_tests {
     use super::*;
 
     fn record(holder: Option<&str>) -> Record {
@@ -281,3 +281,6 @@ mod tests {
         assert_eq!(decide("a", Some(&nonsense), Some(t0), t0), Decision::Follow);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{Pod, ReplicationController, Service};
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
 };
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -313,7 +313,7 @@ impl K8sWrites {
             // Applied and forgotten: no cache, no echo, no log of its data.
             return Ok(Value::Null);
         }
-        applied.managed_fields_mut().clear();
+        applied.metadata.managed_fields = None;
         let served = serde_json::to_value(&applied).map_err(|e| {
             ProviderError::Upstream(format!("kubernetes returned an unreadable {}: {e}", gvk.kind))
         })?;
@@ -426,3 +426,6 @@ impl Writes for K8sWrites {
         .boxed()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,171 @@
+//! Discovery (`/api`, `/apis`, `/api/v1`, `/apis/{g}`, `/apis/{g}/{v}`), `/version`, health, and the minimal
+//! `/openapi/v3` that lets `kubectl apply` validate client-side and `apply --server-side` work.
+//!
+//! Everything is computed from the registry at request time, so a CRD is discoverable as soon as it exists.
+//! It must not serve objects.
+
+use axum::response::Response;
+use http::{Method, StatusCode};
+use serde_json::{Map, Value, json};
+
+use super::StatusError;
+use super::http::{json_bytes, json_value};
+use super::registry::{Registry, ResourceType};
+use super::store::Store;
+
+const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+
+/// The response for a discovery path, or None when the path is a resource path.
+pub fn serve(store: &Store, method: &Method, path: &str) -> Option<Response> {
+    let path = path.trim_end_matches('/');
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let is_get = *method == Method::GET || *method == Method::HEAD;
+    let body = match segs.as_slice() {
+        ["version"] => Some(version()),
+        ["healthz"] | ["readyz"] | ["livez"] => {
+            return Some(if is_get { json_bytes(StatusCode::OK, "ok") } else { not_allowed() });
+        }
+        ["api"] => Some(json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})),
+        ["apis"] => Some(group_list(&store.registry())),
+        ["api", v] => Some(resource_list(&store.registry(), "", v)?),
+        ["apis", g] => Some(group(&store.registry(), g)?),
+        ["apis", g, v] => Some(resource_list(&store.registry(), g, v)?),
+        ["openapi", "v3"] => Some(openapi_index(&store.registry())),
+        ["openapi", "v3", rest @ ..] => {
+            let gv = rest.join("/");
+            let doc = openapi_doc(&store.registry(), &gv);
+            return Some(match doc {
+                Some(d) if is_get => json_value(StatusCode::OK, &d),
+                Some(_) => not_allowed(),
+                None => super::http::status_response(&StatusError::no_such_type()),
+            });
+        }
+        ["openapi", ..] | [""] => return Some(super::http::status_response(&StatusError::no_such_type())),
+        _ => None,
+    };
+    match body {
+        Some(b) if is_get => Some(json_value(StatusCode::OK, &b)),
+        Some(_) => Some(not_allowed()),
+        None => None,
+    }
+}
+
+fn not_allowed() -> Response {
+    super::http::status_response(&StatusError::method_not_allowed())
+}
+
+pub fn version() -> Value {
+    json!({"major": "1", "minor": "32", "gitVersion": "v1.32.0", "gitCommit": "machinist-sandbox",
+        "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.23.0",
+        "compiler": "gc", "platform": "linux/amd64"})
+}
+
+fn versions_of(reg: &Registry, g: &str) -> Vec<Value> {
+    reg.groups()
+        .get(g)
+        .map(|vs| vs.iter().map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v})).collect())
+        .unwrap_or_default()
+}
+
+fn group_list(reg: &Registry) -> Value {
+    let groups: Vec<Value> = reg
+        .groups()
+        .keys()
+        .map(|g| {
+            let versions = versions_of(reg, g);
+            json!({"name": g, "versions": versions, "preferredVersion": versions.first().cloned().unwrap_or(Value::Null)})
+        })
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+fn group(reg: &Registry, g: &str) -> Option<Value> {
+    let versions = versions_of(reg, g);
+    let first = versions.first().cloned()?;
+    Some(
+        json!({"kind": "APIGroup", "apiVersion": "v1", "name": g, "versions": versions, "preferredVersion": first}),
+    )
+}
+
+fn resource_list(reg: &Registry, g: &str, v: &str) -> Option<Value> {
+    let types: Vec<&ResourceType> = reg.in_group_version(g, v).collect();
+    if types.is_empty() {
+        return None;
+    }
+    let mut resources = Vec::new();
+    for t in types {
+        let mut r = json!({"name": t.gvr.resource, "singularName": t.singular, "namespaced": t.namespaced,
+            "kind": t.kind, "verbs": VERBS});
+        if !t.short_names.is_empty() {
+            r["shortNames"] = json!(t.short_names);
+        }
+        if !t.categories.is_empty() {
+            r["categories"] = json!(t.categories);
+        }
+        resources.push(r);
+        if t.status {
+            resources.push(json!({"name": format!("{}/status", t.gvr.resource), "singularName": "",
+                "namespaced": t.namespaced, "kind": t.kind, "verbs": ["get", "patch", "update"]}));
+        }
+        if t.scale.is_some() {
+            resources.push(json!({"name": format!("{}/scale", t.gvr.resource), "singularName": "",
+                "namespaced": t.namespaced, "group": "autoscaling", "version": "v1", "kind": "Scale",
+                "verbs": ["get", "patch", "update"]}));
+        }
+    }
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": if g.is_empty() { v.to_string() } else { format!("{g}/{v}") }, "resources": resources}),
+    )
+}
+
+/// `api/v1` or `apis/apps/v1` for each served group/version.
+fn gv_paths(reg: &Registry) -> Vec<String> {
+    let mut out = vec!["api/v1".to_string()];
+    for (g, vs) in reg.groups() {
+        for v in vs {
+            out.push(format!("apis/{g}/{v}"));
+        }
+    }
+    out
+}
+
+fn openapi_index(reg: &Registry) -> Value {
+    let mut paths = Map::new();
+    for gv in gv_paths(reg) {
+        let hash = openapi_doc(reg, &gv).map(|d| fnv(&d.to_string())).unwrap_or_default();
+        paths.insert(gv.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{gv}?hash={hash:016X}")}));
+    }
+    json!({"paths": paths})
+}
+
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+}
+
+/// The minimal OpenAPI v3 document of one group/version: each operation names its GVK.
+fn openapi_doc(reg: &Registry, gv: &str) -> Option<Value> {
+    let (g, v) = match gv.split('/').collect::<Vec<_>>().as_slice() {
+        ["api", v] => ("", *v),
+        ["apis", g, v] => (*g, *v),
+        _ => return None,
+    };
+    let types: Vec<&ResourceType> = reg.in_group_version(g, v).collect();
+    if types.is_empty() {
+        return None;
+    }
+    let mut paths = Map::new();
+    for t in types {
+        let op = json!({"x-kubernetes-group-version-kind": {"group": g, "version": v, "kind": t.kind},
+            "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}], "responses": {}});
+        let base = if g.is_empty() { format!("/api/{v}") } else { format!("/apis/{g}/{v}") };
+        let coll = if t.namespaced {
+            format!("{base}/namespaces/{{namespace}}/{}", t.gvr.resource)
+        } else {
+            format!("{base}/{}", t.gvr.resource)
+        };
+        paths.insert(coll.clone(), json!({"get": op, "post": op}));
+        paths.insert(format!("{coll}/{{name}}"), json!({"get": op, "put": op, "patch": op, "delete": op}));
+    }
+    Some(json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.0"}, "paths": paths,
+        "components": {"schemas": {}}}))
+}

@@ -1,0 +1,159 @@
+//! Fault injection for `/sandbox/faults`: added latency, errors by status code (429 with Retry-After).
+//!
+//! `close_watches` and `compact` are one-shot actions done by the handler; this module keeps only the
+//! standing faults. It must not hold its lock across an await.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::StatusError;
+
+/// One kind of injected error.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct ErrorFault {
+    /// HTTP status to answer (500, 503, 429, 409...).
+    pub code: u16,
+    /// Probability per matching request, 0..=1 (default 1).
+    pub rate: Option<f64>,
+    /// Fire at most this many times.
+    pub count: Option<u64>,
+    /// Only for these audit verbs (get, list, watch, create, update, patch, delete); empty = all.
+    pub verbs: Vec<String>,
+    /// Only for these resources (`pods`, `deployments/scale`); empty = all.
+    pub resources: Vec<String>,
+    /// Retry-After seconds (429 defaults to 1).
+    pub retry_after_secs: Option<u64>,
+}
+
+/// The body of `POST /sandbox/faults`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct FaultsSpec {
+    pub latency_ms: u64,
+    pub errors: Vec<ErrorFault>,
+    /// Shorthand: status code → rate.
+    pub error_rate: BTreeMap<u16, f64>,
+    /// Retry-After for shorthand 429s.
+    pub retry_after_secs: Option<u64>,
+    /// End every open watch now.
+    pub close_watches: bool,
+    /// Drop the watch history now: the next watch from an older resourceVersion gets 410.
+    pub compact: bool,
+}
+
+/// What to do to one request.
+pub struct Plan {
+    pub latency: Duration,
+    pub error: Option<StatusError>,
+}
+
+#[derive(Default)]
+pub struct Faults {
+    spec: Mutex<FaultsSpec>,
+}
+
+impl Faults {
+    pub fn set(&self, mut spec: FaultsSpec) {
+        for (code, rate) in std::mem::take(&mut spec.error_rate) {
+            spec.errors.push(ErrorFault {
+                code,
+                rate: Some(rate),
+                retry_after_secs: spec.retry_after_secs,
+                ..Default::default()
+            });
+        }
+        spec.close_watches = false;
+        spec.compact = false;
+        *self.spec.lock().unwrap_or_else(|e| e.into_inner()) = spec;
+    }
+
+    pub fn clear(&self) {
+        *self.spec.lock().unwrap_or_else(|e| e.into_inner()) = FaultsSpec::default();
+    }
+
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(&*self.spec.lock().unwrap_or_else(|e| e.into_inner()))
+            .unwrap_or_else(|_| json!({}))
+    }
+
+    /// None when no fault is set (the common case).
+    pub fn plan(&self, verb: &str, resource: &str) -> Option<Plan> {
+        let mut spec = self.spec.lock().unwrap_or_else(|e| e.into_inner());
+        if spec.latency_ms == 0 && spec.errors.is_empty() {
+            return None;
+        }
+        let latency = Duration::from_millis(spec.latency_ms);
+        let mut error = None;
+        for f in spec.errors.iter_mut() {
+            let applies = (f.verbs.is_empty() || f.verbs.iter().any(|v| v == verb))
+                && (f.resources.is_empty() || f.resources.iter().any(|r| r == resource))
+                && f.count != Some(0);
+            if !applies || fastrand::f64() >= f.rate.unwrap_or(1.0) {
+                continue;
+            }
+            if let Some(c) = f.count.as_mut() {
+                *c -= 1;
+            }
+            error = Some(fault_error(f));
+            break;
+        }
+        spec.errors.retain(|f| f.count != Some(0));
+        Some(Plan { latency, error })
+    }
+}
+
+fn fault_error(f: &ErrorFault) -> StatusError {
+    let (reason, msg) = match f.code {
+        400 => ("BadRequest", "injected fault"),
+        401 => ("Unauthorized", "Unauthorized"),
+        403 => ("Forbidden", "injected fault: forbidden"),
+        404 => ("NotFound", "injected fault: not found"),
+        409 => (
+            "Conflict",
+            "injected fault: the object has been modified; please apply your changes to the latest version and try again",
+        ),
+        410 => ("Expired", "injected fault: too old resource version"),
+        429 => ("TooManyRequests", "injected fault: too many requests, please try again later"),
+        503 => ("ServiceUnavailable", "injected fault: service unavailable"),
+        504 => ("Timeout", "injected fault: timeout"),
+        _ => ("InternalError", "injected fault: internal error"),
+    };
+    let mut e = StatusError::new(f.code, reason, msg);
+    if f.code == 429 || f.retry_after_secs.is_some() {
+        e.retry_after = Some(f.retry_after_secs.unwrap_or(1));
+    }
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counted_faults_fire_then_disappear() {
+        let f = Faults::default();
+        assert!(f.plan("list", "pods").is_none());
+        f.set(FaultsSpec {
+            errors: vec![ErrorFault {
+                code: 429,
+                count: Some(2),
+                verbs: vec!["list".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        assert!(f.plan("get", "pods").is_some_and(|p| p.error.is_none()));
+        let e = f.plan("list", "pods").and_then(|p| p.error);
+        assert_eq!(
+            e.as_ref().map(|e| (e.code, e.reason, e.retry_after)),
+            Some((429, "TooManyRequests", Some(1)))
+        );
+        assert!(f.plan("list", "pods").is_some_and(|p| p.error.is_some()));
+        assert!(f.plan("list", "pods").is_none());
+    }
+}

@@ -1,0 +1,593 @@
+//! The axum router: path parsing, auth, stats and faults middleware, and the resource verbs.
+//!
+//! It turns requests into store calls and `StatusError`s into `metav1.Status` responses; object semantics
+//! live in `store`, patch maths in `patch`, watches in `watch`. It must not panic on any input.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use serde_json::{Value, json};
+
+use super::discovery;
+use super::faults::{Faults, FaultsSpec};
+use super::patch;
+use super::stats::Stats;
+use super::store::{DeleteOpts, ListQuery, Part, ResourceType, Store, WriteOpts};
+use super::table;
+use super::watch;
+use super::{Gvr, StatusError};
+use crate::sandbox::select::{FieldSelector, LabelSelector};
+
+/// Largest request body accepted.
+const BODY_LIMIT: usize = 32 * 1024 * 1024;
+
+/// What every handler shares.
+pub struct AppState {
+    pub store: Store,
+    pub token: Option<String>,
+    pub test_hooks: bool,
+    pub stats: Stats,
+    pub faults: Faults,
+    /// Bumped to end every open watch.
+    pub close_watches: tokio::sync::watch::Sender<u64>,
+    pub bookmark_every: Duration,
+}
+
+impl AppState {
+    pub fn new(store: Store, token: Option<String>, test_hooks: bool) -> AppState {
+        AppState {
+            store,
+            token,
+            test_hooks,
+            stats: Stats::default(),
+            faults: Faults::default(),
+            close_watches: tokio::sync::watch::channel(0).0,
+            bookmark_every: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The whole API server as a router (tests drive it with `oneshot`).
+pub fn router(state: Arc<AppState>) -> Router {
+    let mut r = Router::new();
+    if state.test_hooks {
+        r = r
+            .route("/sandbox/stats", get(get_stats).delete(reset_stats))
+            .route("/sandbox/faults", get(get_faults).post(set_faults).delete(clear_faults));
+    }
+    r.fallback(dispatch).layer(middleware::from_fn_with_state(state.clone(), guard)).with_state(state)
+}
+
+/// A request's user, after authentication.
+#[derive(Clone, Debug)]
+pub struct User(pub String);
+
+/// Auth, stats and faults, in that order.
+async fn guard(State(st): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let user = match authenticate(&st, req.headers()) {
+        Ok(u) => u,
+        Err(e) => return status_response(&e),
+    };
+    let path = req.uri().path().to_string();
+    if path.starts_with("/sandbox/") {
+        return next.run(req).await;
+    }
+    let (verb, group, resource) = classify(req.method(), &path, req.uri().query());
+    st.stats.record(verb, &group, &resource, &user);
+    req.extensions_mut().insert(User(user));
+    if let Some(plan) = st.faults.plan(verb, &resource) {
+        if !plan.latency.is_zero() {
+            tokio::time::sleep(plan.latency).await;
+        }
+        if let Some(e) = plan.error {
+            return status_response(&e);
+        }
+    }
+    next.run(req).await
+}
+
+fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<String, StatusError> {
+    let Some(want) = &st.token else { return Ok("anonymous".into()) };
+    let got = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    // Constant-time enough for a sandbox; the token itself is never logged or recorded.
+    if got.is_some_and(|g| {
+        g.len() == want.len() && g.bytes().zip(want.bytes()).fold(0, |a, (x, y)| a | (x ^ y)) == 0
+    }) {
+        Ok("admin".into())
+    } else {
+        Err(StatusError::new(401, "Unauthorized", "Unauthorized"))
+    }
+}
+
+/// (audit verb, group, resource[/subresource]) of a request, for stats and faults.
+pub fn classify(method: &Method, path: &str, query: Option<&str>) -> (&'static str, String, String) {
+    let Some(t) = parse_path(path) else {
+        return (verb_of(method, false, false), String::new(), "nonresource".into());
+    };
+    let q = parse_query(query);
+    let watching = is_true(q.get("watch"));
+    let resource = match &t.sub {
+        Some(s) => format!("{}/{s}", t.gvr.resource),
+        None => t.gvr.resource.clone(),
+    };
+    let verb = if watching { "watch" } else { verb_of(method, t.name.is_some(), true) };
+    (verb, t.gvr.group, resource)
+}
+
+fn verb_of(method: &Method, named: bool, resource: bool) -> &'static str {
+    match *method {
+        Method::GET | Method::HEAD if named || !resource => "get",
+        Method::GET | Method::HEAD => "list",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if named || !resource => "delete",
+        Method::DELETE => "deletecollection",
+        _ => "unknown",
+    }
+}
+
+fn is_true(v: Option<&String>) -> bool {
+    matches!(v.map(String::as_str), Some("true" | "1"))
+}
+
+/// A resource path, parsed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    pub gvr: Gvr,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub sub: Option<String>,
+}
+
+/// `/api/v1/...` or `/apis/g/v/...` into a target; None for discovery and unknown shapes.
+pub fn parse_path(path: &str) -> Option<Target> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if segs.iter().any(|s| s.is_empty()) {
+        return None;
+    }
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return None,
+    };
+    if rest.is_empty() || rest.iter().any(|s| s.is_empty()) {
+        return None;
+    }
+    let own = |s: &&str| s.to_string();
+    let namespaced = rest[0] == "namespaces"
+        && rest.len() >= 3
+        && !(group.is_empty() && rest.len() == 3 && matches!(rest[2], "status" | "finalize"));
+    let (ns, res, tail) =
+        if namespaced { (Some(rest[1]), rest[2], &rest[3..]) } else { (None, rest[0], &rest[1..]) };
+    if tail.len() > 2 {
+        return None;
+    }
+    Some(Target {
+        gvr: Gvr::new(group, version, res),
+        namespace: ns.map(|n| n.to_string()),
+        name: tail.first().map(own),
+        sub: tail.get(1).map(own),
+    })
+}
+
+/// `a=b&c=d` with percent-decoding; later keys win.
+pub fn parse_query(q: Option<&str>) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for pair in q.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        out.insert(decode(k), decode(v));
+    }
+    out
+}
+
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                match std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(x) => {
+                        out.push(x);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn json_bytes(code: StatusCode, body: impl Into<Body>) -> Response {
+    let mut r = Response::new(body.into());
+    *r.status_mut() = code;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+pub fn json_value(code: StatusCode, v: &Value) -> Response {
+    json_bytes(code, serde_json::to_vec(v).unwrap_or_default())
+}
+
+pub fn status_response(e: &StatusError) -> Response {
+    let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = json_value(code, &e.to_json());
+    if let Some(secs) = e.retry_after
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
+async fn get_stats(State(st): State<Arc<AppState>>) -> Response {
+    json_value(StatusCode::OK, &st.stats.to_json())
+}
+
+async fn reset_stats(State(st): State<Arc<AppState>>) -> Response {
+    st.stats.reset();
+    json_value(StatusCode::OK, &st.stats.to_json())
+}
+
+async fn get_faults(State(st): State<Arc<AppState>>) -> Response {
+    json_value(StatusCode::OK, &st.faults.to_json())
+}
+
+async fn set_faults(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    let spec: FaultsSpec = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(e) => return status_response(&StatusError::bad_request(format!("invalid faults: {e}"))),
+    };
+    if spec.compact {
+        st.store.compact();
+    }
+    if spec.close_watches {
+        st.close_watches.send_modify(|n| *n += 1);
+    }
+    st.faults.set(spec);
+    json_value(StatusCode::OK, &st.faults.to_json())
+}
+
+async fn clear_faults(State(st): State<Arc<AppState>>) -> Response {
+    st.faults.clear();
+    json_value(StatusCode::OK, &st.faults.to_json())
+}
+
+/// Everything that is not a test hook.
+async fn dispatch(State(st): State<Arc<AppState>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let q = parse_query(parts.uri.query());
+    if let Some(r) = discovery::serve(&st.store, &parts.method, &path) {
+        return r;
+    }
+    let Some(t) = parse_path(&path) else { return status_response(&StatusError::no_such_type()) };
+    let body = match axum::body::to_bytes(body, BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => {
+            return status_response(&StatusError::new(
+                413,
+                "RequestEntityTooLarge",
+                "request body too large",
+            ));
+        }
+    };
+    let req = Req { st: st.clone(), t, q, headers: parts.headers, body };
+    match handle(&req, &parts.method).await {
+        Ok(r) => r,
+        Err(e) => status_response(&e),
+    }
+}
+
+/// One parsed resource request.
+pub struct Req {
+    pub st: Arc<AppState>,
+    pub t: Target,
+    pub q: HashMap<String, String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Req {
+    fn ns(&self) -> &str {
+        self.t.namespace.as_deref().unwrap_or("")
+    }
+    fn dry_run(&self) -> bool {
+        self.q.get("dryRun").is_some_and(|v| v == "All")
+    }
+    fn opts(&self) -> WriteOpts {
+        WriteOpts { dry_run: self.dry_run() }
+    }
+    pub fn wants_table(&self) -> bool {
+        self.headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.split(',').next().is_some_and(|first| first.contains("as=Table")))
+    }
+    fn content_type(&self) -> String {
+        self.headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+            .unwrap_or_default()
+    }
+    /// The request body as JSON (or YAML when it says so).
+    fn body_value(&self) -> Result<Value, StatusError> {
+        let ct = self.content_type();
+        if ct == "application/vnd.kubernetes.protobuf" {
+            return super::proto::decode(&self.body);
+        }
+        if ct.contains("protobuf") || ct.contains("cbor") {
+            return Err(StatusError::new(
+                415,
+                "UnsupportedMediaType",
+                format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {ct}"
+                ),
+            ));
+        }
+        let v: Value = if ct.contains("yaml") {
+            serde_yaml::from_slice(&self.body)
+                .map_err(|e| StatusError::bad_request(format!("error decoding YAML: {e}")))?
+        } else {
+            serde_json::from_slice(&self.body).map_err(|e| {
+                StatusError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+            })?
+        };
+        if !v.is_object() {
+            return Err(StatusError::bad_request("the body of the request was not a JSON object"));
+        }
+        Ok(v)
+    }
+}
+
+async fn handle(r: &Req, method: &Method) -> Result<Response, StatusError> {
+    let store = &r.st.store;
+    let rt = store.resource_type(&r.t.gvr).ok_or_else(StatusError::no_such_type)?;
+    match (&r.t.namespace, rt.namespaced) {
+        (Some(_), false) => return Err(StatusError::no_such_type()),
+        (None, true) if r.t.name.is_some() => return Err(StatusError::no_such_type()),
+        _ => {}
+    }
+    if let Some(ns) = &r.t.namespace
+        && let Some(msg) = super::registry::check_name(super::registry::NameRule::Label, ns)
+        && *method == Method::POST
+    {
+        return Err(StatusError::invalid("Namespace", ns, vec![("metadata.namespace".into(), msg)]));
+    }
+    let sub = r.t.sub.as_deref();
+    match sub {
+        None => {}
+        Some("status") if rt.status => {}
+        Some("scale") if rt.scale.is_some() => {}
+        Some(_) => return Err(StatusError::no_such_type()),
+    }
+    let name = r.t.name.clone();
+    // HEAD is a GET whose body hyper drops.
+    let method = if *method == Method::HEAD { Method::GET } else { method.clone() };
+    match (method, name, sub) {
+        (Method::GET, None, _) if is_true(r.q.get("watch")) => watch::serve(r, &rt).await,
+        (Method::GET, None, _) => list(r, &rt),
+        (Method::GET, Some(n), Some("scale")) => {
+            let obj = store
+                .get(&rt.gvr, r.ns(), &n)
+                .ok_or_else(|| StatusError::not_found(&rt.gvr.qualified(), &n))?;
+            Ok(json_value(StatusCode::OK, &patch::scale_of(&rt, &obj)))
+        }
+        (Method::GET, Some(n), _) => {
+            let s = store
+                .get_stored(&rt.gvr, r.ns(), &n)
+                .ok_or_else(|| StatusError::not_found(&rt.gvr.qualified(), &n))?;
+            if r.wants_table() {
+                return Ok(json_value(
+                    StatusCode::OK,
+                    &table::table(&rt, std::slice::from_ref(&s), None, &r.q),
+                ));
+            }
+            Ok(json_bytes(StatusCode::OK, s.json.clone()))
+        }
+        (Method::POST, None, None) => create(r, &rt),
+        (Method::PUT, Some(n), s) => replace(r, &rt, &n, s),
+        (Method::PATCH, Some(n), s) => patch::handle(r, &rt, &n, s, &r.opts()),
+        (Method::DELETE, Some(n), None) => delete(r, &rt, &n),
+        (Method::DELETE, None, None) => delete_collection(r, &rt),
+        _ => Err(StatusError::method_not_allowed()),
+    }
+}
+
+fn list_query(r: &Req) -> Result<ListQuery, StatusError> {
+    let labels = LabelSelector::parse(r.q.get("labelSelector").map(String::as_str).unwrap_or(""))?;
+    let fields = FieldSelector::parse(r.q.get("fieldSelector").map(String::as_str).unwrap_or(""))?;
+    let limit = match r.q.get("limit").filter(|l| !l.is_empty()) {
+        None => None,
+        Some(l) => {
+            Some(l.parse::<usize>().map_err(|_| StatusError::bad_request(format!("invalid limit {l:?}")))?)
+        }
+    };
+    Ok(ListQuery { labels, fields, limit, continue_token: r.q.get("continue").cloned() })
+}
+
+fn list(r: &Req, rt: &ResourceType) -> Result<Response, StatusError> {
+    let q = list_query(r)?;
+    let page = r.st.store.list_page(&rt.gvr, r.t.namespace.as_deref(), &q)?;
+    if r.wants_table() {
+        return Ok(json_value(StatusCode::OK, &table::table(rt, &page.items, Some(&page), &r.q)));
+    }
+    let mut meta = json!({"resourceVersion": page.resource_version.to_string()});
+    if let Some(c) = &page.continue_token {
+        meta["continue"] = json!(c);
+    }
+    let head =
+        json!({"kind": rt.list_kind(), "apiVersion": rt.gvr.api_version(), "metadata": meta}).to_string();
+    // Concatenate the cached bytes: no object is serialized again.
+    let total: usize = page.items.iter().map(|s| s.json.len() + 1).sum();
+    let mut out = Vec::with_capacity(head.len() + total + 16);
+    out.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+    out.extend_from_slice(b",\"items\":[");
+    for (i, s) in page.items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&s.json);
+    }
+    out.extend_from_slice(b"]}");
+    Ok(json_bytes(StatusCode::OK, out))
+}
+
+fn create(r: &Req, rt: &ResourceType) -> Result<Response, StatusError> {
+    let body = r.body_value()?;
+    let mut body = body;
+    patch::record_update(&mut body, None, r.q.get("fieldManager"), &rt.gvr, "Update");
+    let obj = r.st.store.create_with(&rt.gvr, r.ns(), body, &r.opts())?;
+    Ok(json_value(StatusCode::CREATED, &obj))
+}
+
+fn replace(r: &Req, rt: &ResourceType, name: &str, sub: Option<&str>) -> Result<Response, StatusError> {
+    let body = r.body_value()?;
+    if sub == Some("scale") {
+        return patch::put_scale(r, rt, name, body, &r.opts());
+    }
+    let body_name = body.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    if body_name != name {
+        return Err(StatusError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    if let Some(ns) = body.pointer("/metadata/namespace").and_then(Value::as_str)
+        && !ns.is_empty()
+        && ns != r.ns()
+    {
+        return Err(StatusError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    let part = if sub == Some("status") { Part::Status } else { Part::Main };
+    let manager = r.q.get("fieldManager").cloned();
+    let gvr = rt.gvr.clone();
+    let obj = r.st.store.update_with(&rt.gvr, r.ns(), name, part, &r.opts(), move |cur| {
+        let mut body = body;
+        // PUT without a resourceVersion is an unconditional update.
+        if body.pointer("/metadata/resourceVersion").and_then(Value::as_str).is_none_or(str::is_empty) {
+            body["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"].clone();
+        }
+        if body.pointer("/metadata/managedFields").is_none()
+            && let Some(mf) = cur.pointer("/metadata/managedFields")
+        {
+            body["metadata"]["managedFields"] = mf.clone();
+        }
+        patch::record_update(&mut body, Some(cur), manager.as_ref(), &gvr, "Update");
+        *cur = body;
+        Ok(())
+    })?;
+    Ok(json_value(StatusCode::OK, &obj))
+}
+
+fn delete_opts(r: &Req) -> Result<DeleteOpts, StatusError> {
+    let body: Value = if r.body.iter().all(|b| b.is_ascii_whitespace()) {
+        json!({})
+    } else {
+        serde_json::from_slice(&r.body)
+            .map_err(|e| StatusError::bad_request(format!("invalid DeleteOptions: {e}")))?
+    };
+    let s = |p: &str| body.pointer(p).and_then(Value::as_str).map(str::to_string);
+    let dry_run = r.dry_run()
+        || body.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All"));
+    let propagation =
+        s("/propagationPolicy").or_else(|| r.q.get("propagationPolicy").cloned()).or_else(|| {
+            (body.get("orphanDependents").and_then(Value::as_bool) == Some(true))
+                .then(|| "Orphan".to_string())
+        });
+    Ok(DeleteOpts {
+        dry_run,
+        propagation,
+        precondition_uid: s("/preconditions/uid"),
+        precondition_rv: s("/preconditions/resourceVersion"),
+    })
+}
+
+fn delete(r: &Req, rt: &ResourceType, name: &str) -> Result<Response, StatusError> {
+    let opts = delete_opts(r)?;
+    let obj = r.st.store.delete_with(&rt.gvr, r.ns(), name, &opts)?;
+    Ok(json_value(StatusCode::OK, &obj))
+}
+
+fn delete_collection(r: &Req, rt: &ResourceType) -> Result<Response, StatusError> {
+    let opts = delete_opts(r)?;
+    let q = ListQuery { limit: None, continue_token: None, ..list_query(r)? };
+    let page = r.st.store.list_page(&rt.gvr, r.t.namespace.as_deref(), &q)?;
+    let mut items = Vec::new();
+    for s in &page.items {
+        let ns = s.value.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
+        let n = s.value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+        match r.st.store.delete_with(&rt.gvr, ns, n, &opts) {
+            Ok(v) => items.push((*v).clone()),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let list = json!({"kind": rt.list_kind(), "apiVersion": rt.gvr.api_version(),
+        "metadata": {"resourceVersion": r.st.store.resource_version().to_string()}, "items": items});
+    Ok(json_value(StatusCode::OK, &list))
+}
+
+impl IntoResponse for StatusError {
+    fn into_response(self) -> Response {
+        status_response(&self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_parse_like_the_api_server_routes() {
+        let t = parse_path("/api/v1/namespaces/default/pods/web/status").expect("pod status");
+        assert_eq!(t.gvr, Gvr::pods());
+        assert_eq!(
+            (t.namespace.as_deref(), t.name.as_deref(), t.sub.as_deref()),
+            (Some("default"), Some("web"), Some("status"))
+        );
+        let t = parse_path("/api/v1/namespaces/default").expect("a namespace");
+        assert_eq!((t.gvr.resource.as_str(), t.name.as_deref()), ("namespaces", Some("default")));
+        let t = parse_path("/api/v1/namespaces/x/status").expect("namespace status");
+        assert_eq!((t.name.as_deref(), t.sub.as_deref()), (Some("x"), Some("status")));
+        let t = parse_path("/apis/apps/v1/deployments").expect("all deployments");
+        assert_eq!((t.namespace, t.name), (None, None));
+        assert!(parse_path("/apis/apps/v1").is_none());
+        assert!(parse_path("/api/v1/namespaces/a/pods/b/c/d").is_none());
+        assert!(parse_path("/api//v1").is_none());
+    }
+
+    #[test]
+    fn queries_decode_and_verbs_follow_audit_names() {
+        let q = parse_query(Some("&labelSelector=app%3Dweb%2Ctier+in+(a)&watch=1&bad=%zz%"));
+        assert_eq!(q.get("labelSelector").map(String::as_str), Some("app=web,tier in (a)"));
+        assert_eq!(q.get("bad").map(String::as_str), Some("%zz%"));
+        assert_eq!(classify(&Method::GET, "/api/v1/pods", Some("watch=true")).0, "watch");
+        assert_eq!(classify(&Method::GET, "/api/v1/namespaces/a/pods", None).0, "list");
+        assert_eq!(
+            classify(&Method::PATCH, "/apis/apps/v1/namespaces/a/deployments/d/scale", None).2,
+            "deployments/scale"
+        );
+    }
+}

@@ -1,0 +1,44 @@
+//! Shared integration-test setup: an in-process sandbox on 127.0.0.1:0 and a kube `Client` built from the
+//! kubeconfig it prints, exactly as a user's program would build one.
+//!
+//! Each test should work in its own namespace (`fresh_namespace`), so tests run in parallel on one sandbox
+//! or on several. Not every test file uses every helper.
+#![allow(dead_code)]
+
+use kube::Client;
+use kube::config::{Config, KubeConfigOptions, Kubeconfig};
+use machinist::sandbox::{Gvr, Sandbox, SandboxOptions};
+use serde_json::json;
+
+/// A sandbox with test hooks on, no demo data, no token.
+pub async fn start() -> (Sandbox, Client) {
+    start_with(SandboxOptions { test_hooks: true, ..SandboxOptions::default() }).await
+}
+
+/// A sandbox with these options, and a client with kube's default retry turned off (tests that inject
+/// faults must see them).
+pub async fn start_with(opts: SandboxOptions) -> (Sandbox, Client) {
+    let sb = Sandbox::start(opts).await.expect("sandbox starts");
+    let client = client_for(&sb, false).await;
+    (sb, client)
+}
+
+/// A kube client from the sandbox's kubeconfig; `retry` picks kube-client's default retry policy.
+pub async fn client_for(sb: &Sandbox, retry: bool) -> Client {
+    let kc = Kubeconfig::from_yaml(&sb.kubeconfig_yaml()).expect("kubeconfig parses");
+    let mut cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("config");
+    cfg.default_retry = retry;
+    Client::try_from(cfg).expect("client")
+}
+
+/// Creates a namespace with a random suffix and returns its name.
+pub fn fresh_namespace(sb: &Sandbox) -> String {
+    let name = format!("t-{:08x}", fastrand::u32(..));
+    sb.store.create(&Gvr::namespaces(), "", json!({"metadata": {"name": name}})).expect("namespace");
+    name
+}
+
+/// A plain HTTP client for raw requests (bad input, watches, test hooks).
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder().build().expect("reqwest client")
+}

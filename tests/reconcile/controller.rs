@@ -1,0 +1,214 @@
+//! The ScaleRequest controller against the sandbox: status, conditions, generations, not reverting,
+//! missing targets, TTL.
+
+use std::time::Duration;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::core::CustomResourceExt;
+use machinist::provider::{ControllerTarget, Writes};
+use machinist::reconcile::controller::{self, Context};
+use machinist::reconcile::crd::{Phase, ScaleRequest, ScaleRequestStatus};
+use serde_json::json;
+use tokio_util_free::Stop;
+
+use super::bed::{Bed, bed, eventually};
+
+/// A stop signal for the controller task (no extra crates: a watch channel).
+mod tokio_util_free {
+    pub struct Stop(pub tokio::sync::watch::Sender<bool>);
+    impl Stop {
+        pub fn signal(&self) -> impl std::future::Future<Output = ()> + Send + Sync + 'static {
+            let mut rx = self.0.subscribe();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        }
+    }
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            self.0.send_replace(true);
+        }
+    }
+}
+
+async fn with_controller(b: &Bed) -> Stop {
+    let crds: Api<CustomResourceDefinition> = Api::all(b.client.clone());
+    match crds.create(&PostParams::default(), &ScaleRequest::crd()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => panic!("install the CRD: {e}"),
+    }
+    let stop = Stop(tokio::sync::watch::channel(false).0);
+    let ctx = Context::new(b.client.clone(), b.reconciler.clone(), "test");
+    tokio::spawn(controller::run(ctx, vec![b.ns.clone()], stop.signal()));
+    stop
+}
+
+fn request(name: &str, target: &str, replicas: i32) -> ScaleRequest {
+    serde_json::from_value(json!({"apiVersion": "machinist.dev/v1alpha1", "kind": "ScaleRequest",
+        "metadata": {"name": name}, "spec": {"target": {"name": target}, "replicas": replicas}}))
+    .unwrap()
+}
+
+fn condition(s: &ScaleRequestStatus, type_: &str) -> Option<(String, String)> {
+    s.conditions.iter().find(|c| c.type_ == type_).map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+async fn wait_status(
+    api: &Api<ScaleRequest>,
+    name: &str,
+    what: &str,
+    within: Duration,
+    check: impl Fn(&ScaleRequestStatus) -> bool,
+) -> ScaleRequestStatus {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let status = api.get(name).await.expect("get sr").status.unwrap_or_default();
+        if check(&status) {
+            return status;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}: {status:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_request_is_applied_reports_ready_and_reapplies_only_on_a_new_generation() {
+    let b = bed().await;
+    let _stop = with_controller(&b).await;
+    b.deployment("web", 1).await;
+    let srs: Api<ScaleRequest> = Api::namespaced(b.client.clone(), &b.ns);
+    srs.create(&PostParams::default(), &request("scale-web", "web", 3)).await.expect("create sr");
+
+    let s = wait_status(&srs, "scale-web", "Applied", Duration::from_secs(15), |s| {
+        condition(s, "Applied").is_some_and(|(st, _)| st == "True")
+    })
+    .await;
+    assert_eq!((s.previous_replicas, s.applied_replicas, s.observed_generation), (Some(1), Some(3), Some(1)));
+    assert_eq!(s.message.as_deref(), Some("scaled Deployment web from 1 to 3"));
+    assert_eq!(b.replicas("web").await, 3);
+    assert_eq!(condition(&s, "ConflictingAutoscaler").map(|c| c.0), Some("False".into()));
+
+    // The workload reports the replicas ready: Ready, Succeeded.
+    b.set_ready("web", 3).await;
+    let s = wait_status(&srs, "scale-web", "Ready", Duration::from_secs(15), |s| {
+        s.phase == Some(Phase::Succeeded)
+    })
+    .await;
+    assert_eq!(condition(&s, "Ready"), Some(("True".into(), "ReplicasReady".into())));
+    // Each transition left an Event on the request (what `kubectl describe sr` lists).
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(b.client.clone(), &b.ns);
+    let reasons: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("scale-web"))
+        .filter_map(|e| e.reason)
+        .collect();
+    assert!(
+        reasons.contains(&"Scaled".to_string()) && reasons.contains(&"ReplicasReady".to_string()),
+        "{reasons:?}"
+    );
+
+    // A later scale by someone else is not reverted.
+    let target = ControllerTarget { scope: b.ns.clone(), name: "web".into(), kind: None };
+    b.writes.scale(target, 5).await.expect("rest scale");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(b.replicas("web").await, 5, "the finished request did not revert a later change");
+
+    // A new generation applies again.
+    let patch = json!({"spec": {"replicas": 2}});
+    srs.patch("scale-web", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("bump generation");
+    let s = wait_status(&srs, "scale-web", "generation 2 applied", Duration::from_secs(15), |s| {
+        s.observed_generation == Some(2) && s.applied_replicas == Some(2)
+    })
+    .await;
+    assert_eq!(s.previous_replicas, Some(5));
+    assert_eq!(b.replicas("web").await, 2);
+}
+
+#[tokio::test]
+async fn a_missing_target_fails_then_succeeds_once_it_appears() {
+    let b = bed().await;
+    let _stop = with_controller(&b).await;
+    let srs: Api<ScaleRequest> = Api::namespaced(b.client.clone(), &b.ns);
+    srs.create(&PostParams::default(), &request("scale-late", "late", 2)).await.expect("create sr");
+    let s = wait_status(&srs, "scale-late", "TargetNotFound", Duration::from_secs(15), |s| {
+        s.phase == Some(Phase::Failed)
+    })
+    .await;
+    assert_eq!(condition(&s, "Applied"), Some(("False".into(), "TargetNotFound".into())));
+
+    b.deployment("late", 1).await;
+    let s =
+        wait_status(&srs, "scale-late", "applied after the target appeared", Duration::from_secs(40), |s| {
+            s.applied_replicas == Some(2)
+        })
+        .await;
+    assert_eq!(condition(&s, "Applied"), Some(("True".into(), "Scaled".into())));
+    assert_eq!(b.replicas("late").await, 2);
+}
+
+#[tokio::test]
+async fn an_hpa_on_the_target_is_reported_as_a_conflicting_autoscaler() {
+    let b = bed().await;
+    let _stop = with_controller(&b).await;
+    b.deployment("web", 1).await;
+    let hpas: Api<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler> =
+        Api::namespaced(b.client.clone(), &b.ns);
+    let hpa = serde_json::from_value(json!({"metadata": {"name": "web-hpa"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                 "minReplicas": 1, "maxReplicas": 5}}))
+    .unwrap();
+    hpas.create(&PostParams::default(), &hpa).await.expect("create hpa");
+    let srs: Api<ScaleRequest> = Api::namespaced(b.client.clone(), &b.ns);
+    srs.create(&PostParams::default(), &request("scale-web", "web", 2)).await.expect("create sr");
+    let s =
+        wait_status(&srs, "scale-web", "Applied", Duration::from_secs(15), |s| s.applied_replicas.is_some())
+            .await;
+    assert_eq!(
+        condition(&s, "ConflictingAutoscaler"),
+        Some(("True".into(), "HorizontalPodAutoscaler".into()))
+    );
+}
+
+#[tokio::test]
+async fn a_finished_request_is_deleted_after_its_ttl() {
+    let b = bed().await;
+    let _stop = with_controller(&b).await;
+    b.deployment("web", 1).await;
+    b.set_ready("web", 1).await;
+    let srs: Api<ScaleRequest> = Api::namespaced(b.client.clone(), &b.ns);
+    let mut sr = request("short-lived", "web", 1);
+    sr.spec.ttl_seconds_after_finished = Some(1);
+    srs.create(&PostParams::default(), &sr).await.expect("create sr");
+    let api = srs.clone();
+    eventually("the request is collected", Duration::from_secs(20), move || {
+        let api = api.clone();
+        async move { api.get_opt("short-lived").await.ok().flatten().is_none() }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_new_generation_clears_the_outcome_of_the_old_one() {
+    let b = bed().await;
+    let _stop = with_controller(&b).await;
+    b.deployment("web", 1).await;
+    let srs: Api<ScaleRequest> = Api::namespaced(b.client.clone(), &b.ns);
+    srs.create(&PostParams::default(), &request("retarget", "web", 2)).await.expect("create sr");
+    wait_status(&srs, "retarget", "Applied", Duration::from_secs(15), |s| s.applied_replicas == Some(2))
+        .await;
+    let patch = json!({"spec": {"target": {"name": "ghost"}}});
+    srs.patch("retarget", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("retarget");
+    let s = wait_status(&srs, "retarget", "generation 2 failed", Duration::from_secs(15), |s| {
+        s.observed_generation == Some(2) && s.phase == Some(Phase::Failed)
+    })
+    .await;
+    assert_eq!((s.applied_replicas, s.previous_replicas), (None, None), "{s:?}");
+    assert_eq!(condition(&s, "Applied"), Some(("False".into(), "TargetNotFound".into())));
+    assert!(condition(&s, "Ready").is_none(), "no Ready of generation 1 left: {s:?}");
+}
