@@ -1,0 +1,211 @@
+//! Real watchers against the in-process sandbox fill the cache: freshness after a `/scale` patch, and
+//! recovery after every watch is cut and the history compacted (410), without ever serving a partial list.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Client;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::config::{Config, KubeConfigOptions, Kubeconfig};
+use machinist::cache::Cache;
+use machinist::cache::model::{Controller, Machine};
+use machinist::provider::ReadModel;
+use machinist::provider::k8s::{client, watch};
+use machinist::sandbox::{Sandbox, SandboxOptions};
+use serde_json::json;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+async fn machinist_client(sb: &Sandbox) -> Client {
+    let kc = Kubeconfig::from_yaml(&sb.kubeconfig_yaml()).expect("kubeconfig parses");
+    let cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("config");
+    client::client_with(cfg, false).expect("client")
+}
+
+async fn setup() -> (Sandbox, Client, Arc<Cache>, watch::Watchers) {
+    let opts =
+        SandboxOptions { test_hooks: true, pod_start_delay: Duration::from_millis(50), ..Default::default() };
+    let (sb, kube_client) = common::start_with(opts).await;
+    let cache = Arc::new(Cache::new_k8s(vec![]));
+    let watchers = watch::spawn_watchers(machinist_client(&sb).await, cache.clone(), &[]);
+    (sb, kube_client, cache, watchers)
+}
+
+fn deployment(name: &str, replicas: i32) -> Deployment {
+    serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": { "name": name, "labels": { "app": name } },
+        "spec": {
+            "replicas": replicas,
+            "selector": { "matchLabels": { "app": name } },
+            "template": {
+                "metadata": { "labels": { "app": name } },
+                "spec": { "containers": [ { "name": "app", "image": "myapp:1.2.0",
+                    "resources": { "requests": { "cpu": "250m", "memory": "64Mi" } } } ] }
+            }
+        }
+    }))
+    .expect("deployment")
+}
+
+fn bare_pod(name: &str) -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": name, "labels": { "app": "bare" } },
+        "spec": { "containers": [ { "name": "app", "image": "bare:1" } ] }
+    }))
+    .expect("pod")
+}
+
+fn controller(cache: &Cache, ns: &str, name: &str) -> Option<Controller> {
+    let frag = cache.controller(ns, name, None).ok()?;
+    Some(serde_json::from_str(frag.get()).expect("a served Controller"))
+}
+
+fn machines(cache: &Cache, ns: &str) -> Vec<Machine> {
+    match cache.machines(ns, &[]) {
+        Ok(list) => list.iter().map(|f| serde_json::from_str(f.get()).expect("a served Machine")).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Poll `check` every 5 ms until it holds; the time it took.
+async fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    start.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_fill_the_cache_and_a_scale_is_visible_within_a_second() {
+    let (sb, kc, cache, watchers) = setup().await;
+    let ns = common::fresh_namespace(&sb);
+    let deployments: Api<Deployment> = Api::namespaced(kc.clone(), &ns);
+    deployments.create(&PostParams::default(), &deployment("web", 2)).await.expect("create");
+    Api::<Pod>::namespaced(kc.clone(), &ns)
+        .create(&PostParams::default(), &bare_pod("lonely"))
+        .await
+        .expect("pod");
+
+    eventually("the first sync", LIMIT, || cache.synced()).await;
+    eventually("two ready machines of web", LIMIT, || {
+        controller(&cache, &ns, "web")
+            .is_some_and(|c| c.machines.len() == 2 && c.machines.iter().all(|m| m.ready))
+    })
+    .await;
+    let web = controller(&cache, &ns, "web").expect("web");
+    assert_eq!(web.provider_metadata.get("kind").map(String::as_str), Some("Deployment"));
+    for m in &web.machines {
+        let owner = m.controller.as_ref().expect("a deployment pod has a controller");
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str()),
+            ("Deployment", "web"),
+            "top owner, not the RS"
+        );
+        assert_eq!(m.status, "Running");
+        assert!(m.image_digest.as_deref().is_some_and(|d| d.starts_with("sha256:")), "{m:?}");
+        assert_eq!(m.resources.requests.get("cpu").map(String::as_str), Some("250m"));
+    }
+    eventually("the bare pod", LIMIT, || machines(&cache, &ns).iter().any(|m| m.id == "lonely")).await;
+    let lonely = machines(&cache, &ns).into_iter().find(|m| m.id == "lonely").expect("lonely");
+    assert_eq!(lonely.controller, None);
+    let names: Vec<String> = cache
+        .controllers(&ns)
+        .expect("controllers")
+        .iter()
+        .map(|f| serde_json::from_str::<Controller>(f.get()).expect("controller").name)
+        .collect();
+    assert_eq!(names, ["web"], "the Deployment's ReplicaSet is not listed");
+
+    // Freshness: a kube-rs /scale patch, then the new machines in the cache within 1 s.
+    let patched = Instant::now();
+    deployments
+        .patch_scale("web", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "replicas": 5 } })))
+        .await
+        .expect("scale");
+    let took = eventually("five machines of web", LIMIT, || {
+        controller(&cache, &ns, "web").is_some_and(|c| c.machines.len() == 5)
+    })
+    .await;
+    let since_patch = patched.elapsed();
+    println!("scale to visible: {took:?} after the patch returned ({since_patch:?} after it was sent)");
+    assert!(since_patch < Duration::from_secs(1), "new machines took {since_patch:?}");
+    assert_eq!(controller(&cache, &ns, "web").expect("web").replicas, 5);
+
+    // Scale down and delete are seen too.
+    deployments.delete("web", &DeleteParams::background()).await.expect("delete");
+    eventually("web gone", LIMIT, || controller(&cache, &ns, "web").is_none()).await;
+    assert!(watchers.health.check(Duration::from_secs(600)).is_ok());
+    watchers.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_closed_watches_and_410_the_cache_converges_and_never_serves_a_partial_list() {
+    let (sb, kc, cache, watchers) = setup().await;
+    let ns = common::fresh_namespace(&sb);
+    let pods: Api<Pod> = Api::namespaced(kc.clone(), &ns);
+    Api::<Deployment>::namespaced(kc.clone(), &ns)
+        .create(&PostParams::default(), &deployment("web", 20))
+        .await
+        .expect("create");
+    pods.create(&PostParams::default(), &bare_pod("doomed")).await.expect("pod");
+    eventually("21 machines", LIMIT, || cache.synced() && machines(&cache, &ns).len() == 21).await;
+
+    // A reader that checks every answer while the watches are cut and the cache relists.
+    let stop = Arc::new(AtomicBool::new(false));
+    let smallest = Arc::new(AtomicUsize::new(usize::MAX));
+    let reads = Arc::new(AtomicUsize::new(0));
+    let reader = {
+        let (cache, ns, stop, smallest, reads) =
+            (cache.clone(), ns.clone(), stop.clone(), smallest.clone(), reads.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let list = cache.machines(&ns, &[]).expect("reads never fail during a relist");
+                let web = cache.controller(&ns, "web", None).expect("web stays served");
+                let web: Controller = serde_json::from_str(web.get()).expect("controller");
+                // Between events the list holds 20..=23 machines, web always its 20: fewer is a partial list.
+                smallest.fetch_min(list.len().min(web.machines.len()), Ordering::Relaxed);
+                reads.fetch_add(1, Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+
+    let relists_before = relists("pods");
+    let url = format!("{}/sandbox/faults", sb.url());
+    let r = common::http().post(&url).json(&json!({ "compact": true, "close_watches": true })).send().await;
+    assert!(r.expect("faults").status().is_success());
+    // Changes while the watch is down: one pod goes, three come.
+    pods.delete("doomed", &DeleteParams::default()).await.expect("delete");
+    for i in 0..3 {
+        pods.create(&PostParams::default(), &bare_pod(&format!("new-{i}"))).await.expect("pod");
+    }
+
+    eventually("the cache converges after the relist", LIMIT, || {
+        let ids: Vec<String> = machines(&cache, &ns).into_iter().map(|m| m.id).collect();
+        ids.len() == 23
+            && !ids.iter().any(|i| i == "doomed")
+            && (0..3).all(|i| ids.contains(&format!("new-{i}")))
+    })
+    .await;
+    eventually("a relist after the 410", LIMIT, || relists("pods") > relists_before).await;
+    stop.store(true, Ordering::Relaxed);
+    reader.await.expect("reader");
+    assert!(reads.load(Ordering::Relaxed) > 0);
+    let smallest = smallest.load(Ordering::Relaxed);
+    assert!(smallest >= 20, "a partial list was served: {smallest} machines");
+    eventually("healthy watchers", LIMIT, || watchers.health.check(Duration::from_secs(600)).is_ok()).await;
+    watchers.abort();
+}
+
+fn relists(kind: &str) -> u64 {
+    machinist::metrics::metrics().watch_relists.with_label_values(&[kind]).get()
+}
