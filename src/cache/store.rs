@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 use super::model::{ControllerKind, ControllerRef, Labels, Machine, Service};
 use super::project::{ControllerModel, Owner, PodModel, kinds, to_fragment};
@@ -106,8 +107,8 @@ pub(crate) struct ControllerRec {
     pub ready_replicas: i32,
     /// The controlling owner (ReplicaSets): a Deployment owner makes the set not top-level.
     pub owner: Option<TopRef>,
-    /// The served Controller without `machines`, and without its closing brace, for splicing.
-    pub head: Box<str>,
+    /// The served fields other than `machines`, each pre-serialized.
+    pub head: Arc<ControllerHead>,
     pub rv: u64,
 }
 
@@ -117,26 +118,28 @@ impl ControllerRec {
             && self.owner.as_ref().is_some_and(|o| &*o.kind == "Deployment"))
     }
 
-    /// The served Controller with the given machines spliced in.
-    pub fn render(head: &str, machines: &[Fragment]) -> Fragment {
-        let len = head.len() + 16 + machines.iter().map(|m| m.get().len() + 1).sum::<usize>();
-        let mut out = String::with_capacity(len);
-        out.push_str(head);
-        out.push_str(",\"machines\":[");
-        for (i, m) in machines.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(m.get());
+    /// The served Controller with the given machines spliced in. The pieces are JSON already: this copies
+    /// bytes (`to_raw_value` writes raw values as they are and does not re-validate the result), which keeps
+    /// a 3,000-pod list a copy rather than a parse.
+    pub fn render(head: &ControllerHead, machines: &[Fragment]) -> Fragment {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Served<'a> {
+            name: &'a str,
+            replicas: i32,
+            ready_replicas: i32,
+            labels: &'a RawValue,
+            provider_metadata: &'a RawValue,
+            machines: &'a [Fragment],
         }
-        out.push_str("]}");
-        match serde_json::value::RawValue::from_string(out) {
-            Ok(raw) => raw.into(),
-            Err(err) => {
-                tracing::error!(%err, "spliced controller is not JSON");
-                serde_json::value::RawValue::NULL.to_owned().into()
-            }
-        }
+        to_fragment(&Served {
+            name: &head.name,
+            replicas: head.replicas,
+            ready_replicas: head.ready_replicas,
+            labels: &head.labels,
+            provider_metadata: &head.provider_metadata,
+            machines,
+        })
     }
 }
 
@@ -211,14 +214,13 @@ pub(crate) fn select<'a, R>(
         .collect()
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ControllerHead<'a> {
-    name: &'a str,
+/// A controller's served fields other than its machines.
+pub(crate) struct ControllerHead {
+    name: Name,
     replicas: i32,
     ready_replicas: i32,
-    labels: &'a Labels,
-    provider_metadata: &'a BTreeMap<String, String>,
+    labels: Fragment,
+    provider_metadata: Fragment,
 }
 
 /// Every record of one provider.
@@ -405,18 +407,15 @@ impl Store {
         provider_metadata: &BTreeMap<String, String>,
         rv: u64,
     ) {
-        let head = ControllerHead {
-            name: &model.name,
-            replicas: model.replicas,
-            ready_replicas: model.ready_replicas,
-            labels: &model.labels,
-            provider_metadata,
-        };
-        let full = to_fragment(&head);
-        let text = full.get();
-        let head: Box<str> = text.strip_suffix('}').unwrap_or(text).into();
         let owner = model.owner.as_ref().map(|o: &Owner| self.top_ref(&o.kind, &o.name, &o.api_version));
         let name = self.interner.get(&model.name);
+        let head = Arc::new(ControllerHead {
+            name: name.clone(),
+            replicas: model.replicas,
+            ready_replicas: model.ready_replicas,
+            labels: to_fragment(&model.labels),
+            provider_metadata: to_fragment(provider_metadata),
+        });
         let kind = model.kind;
         let data = self.scope_mut(scope);
         let old_owner = data.controller(kind, &name).map(|c| c.owner.clone());
