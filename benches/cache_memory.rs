@@ -155,4 +155,25 @@ fn main() {
     println!("heap per cached pod (1,000 → 10,000): {heap_per_pod:.0} bytes");
     println!("RSS per cached pod (1,000 → 10,000): {rss_per_pod:.0} bytes");
     println!("cache_memory: heap_bytes_per_pod={heap_per_pod:.0} rss_bytes_per_pod={rss_per_pod:.0}");
+
+    // Read cost straight from the cache (no HTTP): 10,000 pods, 100 Deployments of 100 pods, one namespace.
+    let time = |what: &str, n: u32, f: &dyn Fn() -> usize| {
+        let start = std::time::Instant::now();
+        let mut items = 0;
+        for _ in 0..n {
+            items = f();
+        }
+        let per = start.elapsed() / n;
+        println!("read {what}: {per:?} per call ({items} items)");
+    };
+    let one_label = [("app.kubernetes.io/name".to_string(), "app-7".to_string())];
+    let two_labels = [one_label[0].clone(), ("team".to_string(), "team-0".to_string())];
+    time("machine(ns, id)", 100_000, &|| cache.machine("load", "app-1-7d4b9c8f6d-00001q").map_or(0, |_| 1));
+    time("machines(ns, 1 label)", 10_000, &|| cache.machines("load", &one_label).map_or(0, |l| l.len()));
+    time("machines(ns, 2 labels AND)", 10_000, &|| {
+        cache.machines("load", &two_labels).map_or(0, |l| l.len())
+    });
+    time("machines(ns) all", 100, &|| cache.machines("load", &[]).map_or(0, |l| l.len()));
+    time("controllers(ns)", 100, &|| cache.controllers("load").map_or(0, |l| l.len()));
+    time("controller(ns, name)", 10_000, &|| cache.controller("load", "app-3", None).map_or(0, |_| 1));
 }

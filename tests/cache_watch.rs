@@ -209,3 +209,76 @@ async fn after_closed_watches_and_410_the_cache_converges_and_never_serves_a_par
 fn relists(kind: &str) -> u64 {
     machinist::metrics::metrics().watch_relists.with_label_values(&[kind]).get()
 }
+
+fn gateway_api(kind: &str, plural: &str) -> kube::api::ApiResource {
+    kube::api::ApiResource {
+        group: "gateway.networking.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "gateway.networking.k8s.io/v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_namespaces_are_the_only_scopes_and_routes_are_served_with_status() {
+    let opts =
+        SandboxOptions { test_hooks: true, pod_start_delay: Duration::from_millis(50), ..Default::default() };
+    let (sb, kc) = common::start_with(opts).await;
+    let (ns, other) = (common::fresh_namespace(&sb), common::fresh_namespace(&sb));
+    for n in [&ns, &other] {
+        Api::<Deployment>::namespaced(kc.clone(), n)
+            .create(&PostParams::default(), &deployment("web", 1))
+            .await
+            .expect("create");
+    }
+    let cache = Arc::new(Cache::new_k8s(vec![ns.clone()]));
+    let watchers =
+        watch::spawn_watchers(machinist_client(&sb).await, cache.clone(), std::slice::from_ref(&ns));
+    eventually("web in the watched namespace", LIMIT, || {
+        controller(&cache, &ns, "web").is_some_and(|c| c.machines.len() == 1)
+    })
+    .await;
+    assert!(matches!(
+        cache.machines(&other, &[]),
+        Err(machinist::provider::ProviderError::ScopeNotWatched { .. })
+    ));
+
+    let (gw_ar, route_ar) = (gateway_api("Gateway", "gateways"), gateway_api("HTTPRoute", "httproutes"));
+    let gateways: Api<kube::api::DynamicObject> = Api::namespaced_with(kc.clone(), &ns, &gw_ar);
+    let routes: Api<kube::api::DynamicObject> = Api::namespaced_with(kc.clone(), &ns, &route_ar);
+    let gw: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": { "name": "gw" },
+        "spec": { "gatewayClassName": "sandbox", "listeners": [ { "name": "http", "port": 80, "protocol": "HTTP" } ] }
+    }))
+    .expect("gateway");
+    gateways.create(&PostParams::default(), &gw).await.expect("gateway");
+    let route: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": { "name": "r", "annotations": { "kubectl.kubernetes.io/last-applied-configuration": "{}" } },
+        "spec": { "parentRefs": [ { "name": "gw" } ], "rules": [ { "backendRefs": [] } ] }
+    }))
+    .expect("route");
+    routes.create(&PostParams::default(), &route).await.expect("route");
+
+    eventually("the route, accepted, in the cache", LIMIT, || {
+        cache.httproute(&ns, "r").is_ok_and(|f| {
+            let v: serde_json::Value = serde_json::from_str(f.get()).expect("json");
+            v.pointer("/status/parents/0/conditions")
+                .and_then(|c| c.as_array())
+                .is_some_and(|c| c.iter().any(|c| c["type"] == "Accepted" && c["status"] == "True"))
+        })
+    })
+    .await;
+    let v: serde_json::Value =
+        serde_json::from_str(cache.httproute(&ns, "r").expect("route").get()).expect("json");
+    assert!(v["metadata"].get("managedFields").is_none());
+    assert_eq!(v["metadata"]["annotations"], json!({}), "last-applied-configuration is dropped");
+    assert_eq!(cache.gateways(&ns).expect("gateways").len(), 1);
+
+    routes.delete("r", &DeleteParams::default()).await.expect("delete");
+    eventually("the route gone", LIMIT, || cache.httproute(&ns, "r").is_err()).await;
+    assert!(watchers.health.watcher_ids().iter().all(|id| id.ends_with(&format!("/{ns}"))));
+    watchers.abort();
+}

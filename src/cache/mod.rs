@@ -588,7 +588,7 @@ impl ReadModel for Cache {
     }
 
     fn controllers(&self, scope: &str) -> provider::Result<Vec<Fragment>> {
-        let parts: Vec<(Box<str>, Vec<Fragment>)> = {
+        let parts: Vec<(Arc<store::ControllerHead>, Vec<Fragment>)> = {
             let inner = self.read();
             self.admit(&inner, scope)?;
             let Some(data) = inner.store.scope(scope) else { return Ok(Vec::new()) };

@@ -69,7 +69,7 @@ impl Quantity {
         let scaled = mantissa.checked_mul(num)?.checked_mul(NANO)?;
         let den = den.checked_mul(10i128.pow(frac_len))?;
         // Sub-nano precision rounds up, as Kubernetes rounds quantities up to its smallest scale.
-        let nanos = (scaled + den - 1) / den;
+        let nanos = scaled.checked_add(den - 1)? / den;
         Some(Quantity { nanos: sign * nanos, binary })
     }
 
@@ -180,8 +180,38 @@ mod tests {
 
     #[test]
     fn garbage_is_rejected_not_guessed() {
-        for bad in ["", "abc", "1.2.3", "5Xi", "m", ".", "1e99", "99999999999999999999999999999999"] {
+        for bad in [
+            "",
+            "abc",
+            "1.2.3",
+            "5Xi",
+            "m",
+            ".",
+            "1e99",
+            "99999999999999999999999999999999",
+            "170141183460469231731687303715884105727Ei",
+            "999999999999999999999999.999999999999999999E",
+        ] {
             assert_eq!(Quantity::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused_without_panicking(a in "\\PC{0,40}", b in "[-+]?[0-9.]{0,30}(e-?[0-9]{1,3}|[numkMGTPE]|[KMGTPE]i)?") {
+            let mut s = Sum::default();
+            let _ = s.add("r", &a);
+            let _ = s.add("r", &b);
+            let _ = s.add("r", &b);
+            let _ = s.render();
+        }
+
+        #[test]
+        fn rendering_round_trips(millis in 0i64..10_000_000_000, binary in proptest::bool::ANY) {
+            let text = if binary { format!("{}Ki", millis) } else { format!("{millis}m") };
+            let q = Quantity::parse(&text).expect("valid");
+            let back = Quantity::parse(&q.render()).expect("rendered text parses");
+            proptest::prop_assert_eq!(q.nanos, back.nanos);
         }
     }
 }

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 use super::model::{ControllerKind, ControllerRef, Labels, Machine, Service};
 use super::project::{ControllerModel, Owner, PodModel, kinds, to_fragment};
@@ -28,6 +29,11 @@ impl Interner {
         let new: Arc<str> = Arc::from(s);
         self.0.insert(new.clone());
         new
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.0.len()
     }
 
     /// Forget strings no record uses any more.
@@ -101,8 +107,8 @@ pub(crate) struct ControllerRec {
     pub ready_replicas: i32,
     /// The controlling owner (ReplicaSets): a Deployment owner makes the set not top-level.
     pub owner: Option<TopRef>,
-    /// The served Controller without `machines`, and without its closing brace, for splicing.
-    pub head: Box<str>,
+    /// The served fields other than `machines`, each pre-serialized.
+    pub head: Arc<ControllerHead>,
     pub rv: u64,
 }
 
@@ -112,26 +118,28 @@ impl ControllerRec {
             && self.owner.as_ref().is_some_and(|o| &*o.kind == "Deployment"))
     }
 
-    /// The served Controller with the given machines spliced in.
-    pub fn render(head: &str, machines: &[Fragment]) -> Fragment {
-        let len = head.len() + 16 + machines.iter().map(|m| m.get().len() + 1).sum::<usize>();
-        let mut out = String::with_capacity(len);
-        out.push_str(head);
-        out.push_str(",\"machines\":[");
-        for (i, m) in machines.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(m.get());
+    /// The served Controller with the given machines spliced in. The pieces are JSON already: this copies
+    /// bytes (`to_raw_value` writes raw values as they are and does not re-validate the result), which keeps
+    /// a 3,000-pod list a copy rather than a parse.
+    pub fn render(head: &ControllerHead, machines: &[Fragment]) -> Fragment {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Served<'a> {
+            name: &'a str,
+            replicas: i32,
+            ready_replicas: i32,
+            labels: &'a RawValue,
+            provider_metadata: &'a RawValue,
+            machines: &'a [Fragment],
         }
-        out.push_str("]}");
-        match serde_json::value::RawValue::from_string(out) {
-            Ok(raw) => raw.into(),
-            Err(err) => {
-                tracing::error!(%err, "spliced controller is not JSON");
-                serde_json::value::RawValue::NULL.to_owned().into()
-            }
-        }
+        to_fragment(&Served {
+            name: &head.name,
+            replicas: head.replicas,
+            ready_replicas: head.ready_replicas,
+            labels: &head.labels,
+            provider_metadata: &head.provider_metadata,
+            machines,
+        })
     }
 }
 
@@ -206,14 +214,13 @@ pub(crate) fn select<'a, R>(
         .collect()
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ControllerHead<'a> {
-    name: &'a str,
+/// A controller's served fields other than its machines.
+pub(crate) struct ControllerHead {
+    name: Name,
     replicas: i32,
     ready_replicas: i32,
-    labels: &'a Labels,
-    provider_metadata: &'a BTreeMap<String, String>,
+    labels: Fragment,
+    provider_metadata: Fragment,
 }
 
 /// Every record of one provider.
@@ -223,7 +230,10 @@ pub(crate) struct Store {
     /// k8s: the namespaces that exist (from the namespace watcher).
     pub namespaces: BTreeSet<Name>,
     pub interner: Interner,
+    removals: u32,
 }
+
+const GC_EVERY_REMOVALS: u32 = 4096;
 
 impl Store {
     pub fn scope(&self, scope: &str) -> Option<&ScopeData> {
@@ -238,9 +248,16 @@ impl Store {
         self.scopes.get_mut(scope).unwrap_or_else(|| unreachable!("inserted above"))
     }
 
-    fn drop_scope_if_empty(&mut self, scope: &str) {
+    /// Drop an emptied scope, and now and then forget interned strings no record uses (churn would
+    /// otherwise grow the interner with every label value ever seen).
+    fn after_removal(&mut self, scope: &str) {
         if self.scopes.get(scope).is_some_and(ScopeData::is_empty) {
             self.scopes.remove(scope);
+        }
+        self.removals += 1;
+        if self.removals >= GC_EVERY_REMOVALS {
+            self.removals = 0;
+            self.interner.gc();
         }
     }
 
@@ -322,7 +339,8 @@ impl Store {
             return;
         }
         let labels = self.intern_labels(&machine.labels);
-        let name = self.interner.get(&machine.id);
+        // Machine names are unique: sharing them through the interner would only cost memory.
+        let name: Name = Arc::from(machine.id.as_str());
         self.remove_machine(scope, &machine.id);
         let data = self.scope_mut(scope);
         for (k, v) in labels.iter() {
@@ -354,7 +372,7 @@ impl Store {
                 data.by_rs.remove(rs);
             }
         }
-        self.drop_scope_if_empty(scope);
+        self.after_removal(scope);
         true
     }
 
@@ -389,18 +407,15 @@ impl Store {
         provider_metadata: &BTreeMap<String, String>,
         rv: u64,
     ) {
-        let head = ControllerHead {
-            name: &model.name,
-            replicas: model.replicas,
-            ready_replicas: model.ready_replicas,
-            labels: &model.labels,
-            provider_metadata,
-        };
-        let full = to_fragment(&head);
-        let text = full.get();
-        let head: Box<str> = text.strip_suffix('}').unwrap_or(text).into();
         let owner = model.owner.as_ref().map(|o: &Owner| self.top_ref(&o.kind, &o.name, &o.api_version));
         let name = self.interner.get(&model.name);
+        let head = Arc::new(ControllerHead {
+            name: name.clone(),
+            replicas: model.replicas,
+            ready_replicas: model.ready_replicas,
+            labels: to_fragment(&model.labels),
+            provider_metadata: to_fragment(provider_metadata),
+        });
         let kind = model.kind;
         let data = self.scope_mut(scope);
         let old_owner = data.controller(kind, &name).map(|c| c.owner.clone());
@@ -425,7 +440,7 @@ impl Store {
         if removed && kind == ControllerKind::ReplicaSet {
             self.reresolve_rs(scope, name);
         }
-        self.drop_scope_if_empty(scope);
+        self.after_removal(scope);
         removed
     }
 
@@ -441,7 +456,7 @@ impl Store {
         }
         self.remove_service(scope, &service.name);
         let labels = self.intern_labels(&service.labels);
-        let name = self.interner.get(&service.name);
+        let name: Name = Arc::from(service.name.as_str());
         let data = self.scope_mut(scope);
         for (k, v) in labels.iter() {
             data.service_labels.insert(k, v, &name);
@@ -455,7 +470,7 @@ impl Store {
         for (k, v) in old.labels.iter() {
             data.service_labels.remove(k, v, name);
         }
-        self.drop_scope_if_empty(scope);
+        self.after_removal(scope);
         true
     }
 
@@ -470,7 +485,7 @@ impl Store {
         let Some(data) = self.scopes.get_mut(scope) else { return false };
         let map = if gateway { &mut data.gateways } else { &mut data.httproutes };
         let removed = map.remove(name).is_some();
-        self.drop_scope_if_empty(scope);
+        self.after_removal(scope);
         removed
     }
 }

@@ -214,3 +214,16 @@ fn a_write_response_older_than_the_watched_copy_does_not_undo_it() {
     cache.watcher_event(Event::Apply(deployment("default", "web", 2)));
     assert_eq!(cache.resolve_controller("default", "web", None).expect("web").replicas, 2);
 }
+
+#[test]
+fn churn_does_not_grow_the_interner() {
+    let cache = synced(&["default"]);
+    for i in 0..20_000 {
+        let p = pod("default", &format!("p-{i}"), json!({ "app": "web", "unique": format!("u-{i}") }), None);
+        cache.watcher_event(Event::Apply(p.clone()));
+        cache.watcher_event(Event::Delete(p));
+    }
+    let interned = cache.inner.read().expect("lock").store.interner.len();
+    assert!(interned < 5_000, "{interned} strings interned after churn");
+    assert!(machine_ids(&cache, "default", &[]).is_empty());
+}
