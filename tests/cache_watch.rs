@@ -157,7 +157,13 @@ async fn after_closed_watches_and_410_the_cache_converges_and_never_serves_a_par
         .await
         .expect("create");
     pods.create(&PostParams::default(), &bare_pod("doomed")).await.expect("pod");
-    eventually("21 machines", LIMIT, || cache.synced() && machines(&cache, &ns).len() == 21).await;
+    // Wait for the ReplicaSet too: until it arrives, web's pods point at it and web shows none.
+    eventually("21 machines, 20 of web", LIMIT, || {
+        cache.synced()
+            && machines(&cache, &ns).len() == 21
+            && controller(&cache, &ns, "web").is_some_and(|c| c.machines.len() == 20)
+    })
+    .await;
 
     // A reader that checks every answer while the watches are cut and the cache relists.
     let stop = Arc::new(AtomicBool::new(false));
