@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use machinist::app::{Overrides, run_operator};
 use machinist::config::{Cli, Command};
+use machinist::reconcile::crd::ScaleRequest;
 use machinist::sandbox::{Gvr, Sandbox, SandboxOptions, Store};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -223,6 +224,10 @@ async fn main() {
             .await
             .expect("sandbox starts");
     seed_bulk(&sb.store, in_all - in_load as usize);
+    // The ScaleRequest controller retries its LIST until the CRD exists; install it so those retries do not
+    // count as calls made by reads.
+    let crd = serde_json::to_value(<ScaleRequest as kube::core::CustomResourceExt>::crd()).expect("crd json");
+    sb.store.create(&Gvr::crds(), "", crd).expect("install the ScaleRequest CRD");
     let pods_now = sb.store.list(&Gvr::pods(), None).len();
     println!("seeded: {pods_now} pods in the sandbox");
 
