@@ -192,10 +192,10 @@ async fn main() {
         let mut stream = std::pin::pin!(stream);
         while let Some(ev) = stream.next().await {
             let ev = ev.expect("ScaleRequest watch");
-            if let kube::runtime::watcher::Event::InitDone = ev {
-                if let Some(tx) = synced.take() {
-                    let _ = tx.send(());
-                }
+            if let kube::runtime::watcher::Event::InitDone = ev
+                && let Some(tx) = synced.take()
+            {
+                let _ = tx.send(());
             }
             if let kube::runtime::watcher::Event::Apply(sr) | kube::runtime::watcher::Event::InitApply(sr) =
                 ev
