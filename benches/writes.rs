@@ -1,0 +1,273 @@
+//! Write-path benchmark: a burst of ScaleRequests against Deployments in the sandbox, timed from the burst
+//! start to each Deployment's `spec.replicas` change in the API server and to the request's `Applied=True`;
+//! a burst of REST `POST /k8s/controllers/{ns}/{name}` scales; each next to a burst of bare kube-rs `/scale`
+//! PATCHes made in the same run (the floor).
+//!
+//! `cargo bench --bench writes` (200 requests) or `MACHINIST_BENCH_QUICK=1 cargo bench --bench writes` (30).
+//! Prints figures; it asserts only that every write lands.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::config::{Config, KubeConfigOptions, Kubeconfig};
+use kube::core::CustomResourceExt;
+use machinist::app::{Overrides, run_operator};
+use machinist::config::{Cli, Command};
+use machinist::reconcile::crd::ScaleRequest;
+use machinist::sandbox::{Gvr, Sandbox, SandboxOptions, Store, seed};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const NS: &str = "bench";
+
+fn quick() -> bool {
+    std::env::var("MACHINIST_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn summary(mut v: Vec<Duration>) -> (Duration, Duration) {
+    v.sort();
+    (pct(&v, 0.5), pct(&v, 0.99))
+}
+
+fn name(i: usize) -> String {
+    format!("w-{i:03}")
+}
+
+/// Polls the store (in process: no HTTP on the observed path) until each Deployment has `replicas`;
+/// returns the time each one got there, measured from `t0`.
+async fn until_replicas(store: &Store, n: usize, replicas: i64, t0: Instant) -> Vec<Duration> {
+    let mut seen: HashMap<usize, Duration> = HashMap::new();
+    let deadline = t0 + Duration::from_secs(120);
+    while seen.len() < n {
+        for i in 0..n {
+            if seen.contains_key(&i) {
+                continue;
+            }
+            let r = store.get(&Gvr::deployments(), NS, &name(i)).and_then(|d| d["spec"]["replicas"].as_i64());
+            if r == Some(replicas) {
+                seen.insert(i, t0.elapsed());
+            }
+        }
+        assert!(Instant::now() < deadline, "{} of {n} Deployments reached {replicas}", seen.len());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    seen.into_values().collect()
+}
+
+async fn operator(config: Config, shutdown: CancellationToken) -> String {
+    let Cli { command: Command::Run(args) } = <Cli as clap::Parser>::try_parse_from([
+        "machinist",
+        "run",
+        "--http-listen",
+        "127.0.0.1:0",
+        "--leader-election",
+        "false",
+        "--provider",
+        "k8s",
+        "--namespaces",
+        NS,
+    ])
+    .expect("operator flags") else {
+        panic!("`run` parses as Command::Run")
+    };
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let overrides = Overrides { kube_config: Some(config), ecs: None, ready: Some(ready_tx) };
+    tokio::spawn(async move {
+        if let Err(e) = run_operator(args, overrides, shutdown).await {
+            panic!("operator: {e}");
+        }
+    });
+    format!("http://{}", ready_rx.await.expect("the operator listens"))
+}
+
+fn applied(sr: &ScaleRequest) -> bool {
+    sr.status
+        .as_ref()
+        .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Applied" && c.status == "True"))
+}
+
+fn line(what: &str, (p50, p99): (Duration, Duration), floor: (Duration, Duration)) {
+    println!(
+        "{what}: p50 {p50:?} p99 {p99:?} | floor p50 {:?} p99 {:?} | added over the floor: p50 {:?} p99 {:?}",
+        floor.0,
+        floor.1,
+        p50.saturating_sub(floor.0),
+        p99.saturating_sub(floor.1)
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let quick = quick();
+    let n = if quick { 30 } else { 200 };
+    println!(
+        "writes benchmark ({} mode): {n} Deployments, bursts of {n}",
+        if quick { "quick" } else { "full" }
+    );
+
+    let sb = Sandbox::start(SandboxOptions::default()).await.expect("sandbox starts");
+    sb.store.create(&Gvr::namespaces(), "", json!({"metadata": {"name": NS}})).expect("namespace");
+    let deps: Vec<(Gvr, String, Value)> = (0..n)
+        .map(|i| (Gvr::deployments(), NS.to_string(), seed::app_deployment(NS, &name(i), "1.0.0", 1, vec![])))
+        .collect();
+    sb.store.create_many(deps).expect("deployments");
+    let kc = Kubeconfig::from_yaml(&sb.kubeconfig_yaml()).expect("kubeconfig parses");
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("config");
+    let client = kube::Client::try_from(config.clone()).expect("client");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &ScaleRequest::crd()).await.expect("install the CRD");
+
+    let shutdown = CancellationToken::new();
+    let base = operator(config, shutdown.clone()).await;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("http client");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let got = match http.get(format!("{base}/k8s/controllers/{NS}")).send().await {
+            Ok(r) if r.status().is_success() => r
+                .json::<Value>()
+                .await
+                .ok()
+                .and_then(|v| v["controllers"].as_array().map(Vec::len))
+                .unwrap_or(0),
+            _ => 0,
+        };
+        if got == n {
+            break;
+        }
+        assert!(Instant::now() < deadline, "operator cache: {got} of {n} controllers");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Floor: the same burst as bare kube-rs /scale PATCHes (replicas 1 -> 2).
+    let deploys: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), NS);
+    let t0 = Instant::now();
+    let patches: Vec<_> = (0..n)
+        .map(|i| {
+            let api = deploys.clone();
+            tokio::spawn(async move {
+                let t = Instant::now();
+                let patch = json!({"spec": {"replicas": 2}});
+                api.patch_scale(&name(i), &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .expect("scale");
+                t.elapsed()
+            })
+        })
+        .collect();
+    // The observer runs while the burst is in flight, so early writes are not timed at the burst's end.
+    let (written, floor_resp) = tokio::join!(until_replicas(&sb.store, n, 2, t0), async {
+        let mut times = Vec::with_capacity(n);
+        for p in patches {
+            times.push(p.await.expect("patch task"));
+        }
+        times
+    });
+    let floor_write = summary(written);
+    let floor_resp = summary(floor_resp);
+    println!(
+        "floor, {n} concurrent kube-rs /scale PATCHes: response p50 {:?} p99 {:?}; burst start to replicas \
+         written p50 {:?} p99 {:?}",
+        floor_resp.0, floor_resp.1, floor_write.0, floor_write.1
+    );
+
+    // ScaleRequests (replicas 2 -> 3), watched for Applied=True while the burst is created.
+    let srs: Api<ScaleRequest> = Api::namespaced(client.clone(), NS);
+    let watch_srs = srs.clone();
+    let (synced_tx, synced_rx) = tokio::sync::oneshot::channel::<()>();
+    let applied_at = tokio::spawn(async move {
+        let mut synced = Some(synced_tx);
+        let mut done: HashMap<String, Instant> = HashMap::new();
+        let stream = kube::runtime::watcher(watch_srs, kube::runtime::watcher::Config::default());
+        let mut stream = std::pin::pin!(stream);
+        while let Some(ev) = stream.next().await {
+            let ev = ev.expect("ScaleRequest watch");
+            if let kube::runtime::watcher::Event::InitDone = ev
+                && let Some(tx) = synced.take()
+            {
+                let _ = tx.send(());
+            }
+            if let kube::runtime::watcher::Event::Apply(sr) | kube::runtime::watcher::Event::InitApply(sr) =
+                ev
+                && applied(&sr)
+            {
+                let key = sr.metadata.name.clone().unwrap_or_default();
+                done.entry(key).or_insert_with(Instant::now);
+                if done.len() == n {
+                    return done;
+                }
+            }
+        }
+        panic!("the ScaleRequest watch ended");
+    });
+    synced_rx.await.expect("the ScaleRequest watch syncs");
+    let t0 = Instant::now();
+    let creates: Vec<_> = (0..n)
+        .map(|i| {
+            let api = srs.clone();
+            tokio::spawn(async move {
+                let sr: ScaleRequest = serde_json::from_value(json!({
+                    "apiVersion": "machinist.dev/v1alpha1", "kind": "ScaleRequest",
+                    "metadata": {"name": format!("sr-{i:03}")},
+                    "spec": {"target": {"name": name(i)}, "replicas": 3}}))
+                .expect("a valid ScaleRequest");
+                api.create(&PostParams::default(), &sr).await.expect("create ScaleRequest");
+            })
+        })
+        .collect();
+    let (written, ()) = tokio::join!(until_replicas(&sb.store, n, 3, t0), async {
+        for c in creates {
+            c.await.expect("create task");
+        }
+    });
+    let sr_write = summary(written);
+    let done = tokio::time::timeout(Duration::from_secs(120), applied_at)
+        .await
+        .expect("every ScaleRequest is Applied within 120 s")
+        .expect("watch task");
+    let sr_applied = summary(done.values().map(|t| t.duration_since(t0)).collect());
+    line(&format!("{n} ScaleRequests, burst start to /scale written"), sr_write, floor_write);
+    line(&format!("{n} ScaleRequests, burst start to Applied=True seen by a watch"), sr_applied, floor_write);
+
+    // REST scale (replicas 3 -> 4): response latency of concurrent POSTs, and when the writes landed.
+    let t0 = Instant::now();
+    let posts: Vec<_> = (0..n)
+        .map(|i| {
+            let (http, url) = (http.clone(), format!("{base}/k8s/controllers/{NS}/{}", name(i)));
+            tokio::spawn(async move {
+                let t = Instant::now();
+                let resp = http.post(&url).json(&json!({"replicas": 4})).send().await.expect("POST");
+                assert!(resp.status().is_success(), "POST {url}: {}", resp.status());
+                t.elapsed()
+            })
+        })
+        .collect();
+    let (written, rest) = tokio::join!(until_replicas(&sb.store, n, 4, t0), async {
+        let mut times = Vec::with_capacity(n);
+        for p in posts {
+            times.push(p.await.expect("post task"));
+        }
+        times
+    });
+    let rest_write = summary(written);
+    line(&format!("{n} concurrent REST POST scales, response"), summary(rest), floor_resp);
+    line(&format!("{n} concurrent REST POST scales, burst start to /scale written"), rest_write, floor_write);
+
+    let added = sr_applied.1.saturating_sub(floor_write.1);
+    println!(
+        "target: the reconciler adds <= 500 ms p99 over the floor (ScaleRequest to Applied=True): added {added:?}, {}",
+        if added <= Duration::from_millis(500) { "met" } else { "NOT met" }
+    );
+    shutdown.cancel();
+    sb.shutdown().await;
+}
