@@ -128,7 +128,7 @@ pub enum EdgeError {
 enum Authenticator {
     None,
     Static(StaticTokens),
-    Kubernetes(KubeAuth),
+    Kubernetes(Box<KubeAuth>),
 }
 
 /// Authentication, authorization and rate limits: what every API route goes through.
@@ -153,7 +153,7 @@ impl Edge {
                 Authenticator::Static(StaticTokens::load(file)?)
             }
             AuthMode::Kubernetes => {
-                Authenticator::Kubernetes(KubeAuth::new(kube.ok_or(EdgeError::NoKubeClient)?))
+                Authenticator::Kubernetes(Box::new(KubeAuth::new(kube.ok_or(EdgeError::NoKubeClient)?)))
             }
         };
         Ok(Edge { auth, limiter: RateLimiter::new(config.limits) })

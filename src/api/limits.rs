@@ -351,8 +351,7 @@ mod tests {
         headers.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6, 10.0.0.7, 10.0.0.8"));
         let peer = Some("10.0.0.9".parse().unwrap());
         assert_eq!(limiter(1, 1, 1).client_ip(peer, &headers), peer, "off by default");
-        let mut config = RateLimitConfig::default();
-        config.trusted_proxy_hops = 1;
+        let mut config = RateLimitConfig { trusted_proxy_hops: 1, ..RateLimitConfig::default() };
         assert_eq!(RateLimiter::new(config).client_ip(peer, &headers), "10.0.0.8".parse().ok());
         config.trusted_proxy_hops = 2;
         assert_eq!(RateLimiter::new(config).client_ip(peer, &headers), "10.0.0.7".parse().ok());
