@@ -172,6 +172,13 @@ pub use crate::sandbox::cli::wait_for_signal as termination_signal;
 /// operator pointed at it. Runs until SIGINT/SIGTERM.
 pub async fn run_sandbox(args: crate::config::SandboxArgs) -> Result<(), SandboxRunError> {
     let sandbox = crate::sandbox::Sandbox::start(crate::sandbox::SandboxOptions::from(&args)).await?;
+    if let Some(path) = &args.reviews {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| SandboxRunError::Reviews(format!("{}: {e}", path.display())))?;
+        let reviews = serde_yaml::from_str(&text)
+            .map_err(|e| SandboxRunError::Reviews(format!("{}: {e}", path.display())))?;
+        sandbox.set_reviews(reviews);
+    }
     let kubeconfig = sandbox.kubeconfig_yaml();
     // Without --kubeconfig, one is written to a temporary file (removed at exit) so kubectl works at once.
     let kubeconfig_path = match &args.kubeconfig {
@@ -241,6 +248,8 @@ pub enum SandboxRunError {
     Sandbox(#[from] crate::sandbox::SandboxError),
     #[error(transparent)]
     Operator(#[from] AppError),
+    #[error("invalid --reviews file {0}")]
+    Reviews(String),
     #[error("cannot start the ECS emulator: {0}")]
     Emulator(#[from] crate::provider::ecs::emulator::EmulatorError),
     #[error("the operator task crashed")]

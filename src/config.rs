@@ -234,6 +234,11 @@ pub struct SandboxArgs {
     #[arg(long, env = "PLT_SANDBOX_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
+    /// Answer TokenReview and SubjectAccessReview from this YAML file of `users` and `rules` (for
+    /// `--auth-mode=kubernetes`; see `sandbox::review::Reviews`).
+    #[arg(long)]
+    pub reviews: Option<PathBuf>,
+
     /// Persist the cluster's objects to this file and load them at start.
     #[arg(long)]
     pub state: Option<PathBuf>,
