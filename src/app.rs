@@ -23,6 +23,8 @@ pub enum AppError {
     Kube(#[from] client::ClientError),
     #[error("ECS: {0}")]
     Ecs(#[from] EcsConfigError),
+    #[error("API edge: {0}")]
+    Edge(#[from] crate::api::auth::EdgeError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("the HTTP server failed: {0}")]
@@ -119,7 +121,9 @@ pub async fn run_operator(
         providers.push(ecs.clone());
     }
 
-    let router = crate::api::router(crate::api::ApiState::new(providers, args.write_timeout));
+    let edge = crate::api::auth::Edge::new(&args.edge.edge_config(), kube.as_ref().map(|k| k.0.clone()))?;
+    let state = crate::api::ApiState::new(providers, args.write_timeout).with_edge(Arc::new(edge));
+    let router = crate::api::router(state);
     let listener = tokio::net::TcpListener::bind(args.http_listen)
         .await
         .map_err(|source| AppError::Listen { addr: args.http_listen, source })?;
@@ -130,7 +134,8 @@ pub async fn run_operator(
     }
 
     let drain = shutdown.clone();
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move { drain.cancelled().await });
+    let server = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(async move { drain.cancelled().await });
     let served = tokio::select! {
         served = server => served.map_err(AppError::Serve),
         _ = async {
@@ -167,6 +172,13 @@ pub use crate::sandbox::cli::wait_for_signal as termination_signal;
 /// operator pointed at it. Runs until SIGINT/SIGTERM.
 pub async fn run_sandbox(args: crate::config::SandboxArgs) -> Result<(), SandboxRunError> {
     let sandbox = crate::sandbox::Sandbox::start(crate::sandbox::SandboxOptions::from(&args)).await?;
+    if let Some(path) = &args.reviews {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| SandboxRunError::Reviews(format!("{}: {e}", path.display())))?;
+        let reviews = serde_yaml::from_str(&text)
+            .map_err(|e| SandboxRunError::Reviews(format!("{}: {e}", path.display())))?;
+        sandbox.set_reviews(reviews);
+    }
     let kubeconfig = sandbox.kubeconfig_yaml();
     // Without --kubeconfig, one is written to a temporary file (removed at exit) so kubectl works at once.
     let kubeconfig_path = match &args.kubeconfig {
@@ -236,6 +248,8 @@ pub enum SandboxRunError {
     Sandbox(#[from] crate::sandbox::SandboxError),
     #[error(transparent)]
     Operator(#[from] AppError),
+    #[error("invalid --reviews file {0}")]
+    Reviews(String),
     #[error("cannot start the ECS emulator: {0}")]
     Emulator(#[from] crate::provider::ecs::emulator::EmulatorError),
     #[error("the operator task crashed")]

@@ -112,6 +112,76 @@ pub struct OperatorArgs {
 
     #[command(flatten)]
     pub ecs: EcsArgs,
+
+    #[command(flatten)]
+    pub edge: EdgeArgs,
+}
+
+/// The API edge: authentication and rate limits (API.md "Rate limits and auth").
+#[derive(Clone, Debug, Args)]
+pub struct EdgeArgs {
+    /// How callers authenticate: none, static (bearer tokens file) or kubernetes (TokenReview + RBAC).
+    #[arg(long = "auth-mode", env = "PLT_AUTH_MODE", value_enum, default_value = "none")]
+    pub auth_mode: crate::api::auth::AuthMode,
+
+    /// `static` mode: YAML file of `tokens: [{identity, sha256, rights: [read, write]}]`; reloaded on change.
+    #[arg(long = "auth-tokens-file", env = "PLT_AUTH_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+
+    /// Writes per minute per caller identity; 0 disables the tier.
+    #[arg(
+        long = "rate-limit-writes-identity",
+        env = "PLT_RATE_LIMIT_WRITES_IDENTITY",
+        default_value_t = 100
+    )]
+    pub writes_identity: u32,
+
+    /// Writes per minute per client IP; 0 disables the tier.
+    #[arg(long = "rate-limit-writes-ip", env = "PLT_RATE_LIMIT_WRITES_IP", default_value_t = 300)]
+    pub writes_ip: u32,
+
+    /// Writes per minute in total; 0 disables the tier.
+    #[arg(long = "rate-limit-writes-global", env = "PLT_RATE_LIMIT_WRITES_GLOBAL", default_value_t = 1000)]
+    pub writes_global: u32,
+
+    /// Reads per minute per caller identity; 0 disables the tier.
+    #[arg(long = "rate-limit-reads-identity", env = "PLT_RATE_LIMIT_READS_IDENTITY", default_value_t = 6000)]
+    pub reads_identity: u32,
+
+    /// Reads per minute per client IP; 0 disables the tier.
+    #[arg(long = "rate-limit-reads-ip", env = "PLT_RATE_LIMIT_READS_IP", default_value_t = 12000)]
+    pub reads_ip: u32,
+
+    /// Reads per minute in total; 0 disables the tier.
+    #[arg(long = "rate-limit-reads-global", env = "PLT_RATE_LIMIT_READS_GLOBAL", default_value_t = 60000)]
+    pub reads_global: u32,
+
+    /// Proxies in front of machinist that append to X-Forwarded-For; 0 (default) ignores the header.
+    #[arg(long = "trusted-proxy-hops", env = "PLT_TRUSTED_PROXY_HOPS", default_value_t = 0)]
+    pub trusted_proxy_hops: u32,
+}
+
+impl EdgeArgs {
+    pub fn edge_config(&self) -> crate::api::auth::EdgeConfig {
+        use crate::api::limits::{RateLimitConfig, TierLimits};
+        crate::api::auth::EdgeConfig {
+            mode: self.auth_mode,
+            tokens_file: self.tokens_file.clone(),
+            limits: RateLimitConfig {
+                reads: TierLimits {
+                    identity: self.reads_identity,
+                    ip: self.reads_ip,
+                    global: self.reads_global,
+                },
+                writes: TierLimits {
+                    identity: self.writes_identity,
+                    ip: self.writes_ip,
+                    global: self.writes_global,
+                },
+                trusted_proxy_hops: self.trusted_proxy_hops,
+            },
+        }
+    }
 }
 
 #[derive(Clone, Debug, Args)]
@@ -164,6 +234,11 @@ pub struct SandboxArgs {
     #[arg(long, env = "PLT_SANDBOX_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
+    /// Answer TokenReview and SubjectAccessReview from this YAML file of `users` and `rules` (for
+    /// `--auth-mode=kubernetes`; see `sandbox::review::Reviews`).
+    #[arg(long)]
+    pub reviews: Option<PathBuf>,
+
     /// Persist the cluster's objects to this file and load them at start.
     #[arg(long)]
     pub state: Option<PathBuf>,
@@ -201,6 +276,17 @@ mod tests {
         assert!(run.namespaces.is_empty());
         assert_eq!(run.provider, Providers { k8s: true, ecs: false });
         assert_eq!(run.write_timeout, Duration::from_secs(10));
+        let edge = run.edge.edge_config();
+        assert_eq!(edge.mode, crate::api::auth::AuthMode::None);
+        assert_eq!(edge.limits, crate::api::limits::RateLimitConfig::default(), "API.md's defaults");
+        let Command::Run(run) =
+            parse(&["run", "--auth-mode=static", "--rate-limit-writes-ip=0"]).unwrap().command
+        else {
+            unreachable!()
+        };
+        assert_eq!(run.edge.auth_mode, crate::api::auth::AuthMode::Static);
+        assert_eq!(run.edge.edge_config().limits.writes.ip, 0);
+        assert!(parse(&["run", "--auth-mode=bogus"]).is_err());
     }
 
     #[test]

@@ -478,10 +478,7 @@ fn run_flags_by_env() -> BTreeMap<String, String> {
 }
 
 /// Environment variables the manifests set that the binary does not read yet, each with its reason.
-const NOT_YET_READ: &[&str] = &[
-    // The API edge (auth modes) arrives with issue 8; the manifests already pin the default.
-    "PLT_AUTH_MODE",
-];
+const NOT_YET_READ: &[&str] = &[];
 
 /// Every machinist setting a rendered Deployment passes is one the binary knows (clap ignores an unknown or
 /// misspelt variable silently), and its value parses: the same value given as the flag must be accepted.

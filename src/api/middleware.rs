@@ -42,6 +42,11 @@ pub async fn finish(request: Request, next: Next) -> Response {
     }
     response.headers_mut().insert(API_VERSION_HEADER, HeaderValue::from_static("v1"));
 
+    let identity = response
+        .extensions()
+        .get::<crate::api::auth::Identity>()
+        .map(|i| i.0.clone())
+        .unwrap_or_else(|| "-".to_string());
     let status = response.status();
     let elapsed = start.elapsed();
     crate::metrics::metrics()
@@ -51,6 +56,7 @@ pub async fn finish(request: Request, next: Next) -> Response {
     tracing::info!(
         method = %method,
         route = %route,
+        identity = %identity,
         status = status.as_u16(),
         duration_ms = elapsed.as_secs_f64() * 1000.0,
         request_id = %request_id,

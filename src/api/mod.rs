@@ -3,8 +3,10 @@
 //! It holds no kube `Client` and no AWS client: reads touch only a provider's cache through
 //! `provider::ReadModel`, and the only await is a write through `provider::Writes`.
 
+pub mod auth;
 pub mod extract;
 pub mod health;
+pub mod limits;
 pub mod middleware;
 pub mod openapi;
 pub mod problem;
@@ -37,11 +39,19 @@ pub struct ApiState {
     pub providers: Vec<Arc<dyn Provider>>,
     /// How long a write may take before the answer is 504 + Retry-After.
     pub write_timeout: Duration,
+    /// Authentication, authorization and rate limits (default: `none`, API.md's limits).
+    pub edge: Arc<auth::Edge>,
 }
 
 impl ApiState {
     pub fn new(providers: Vec<Arc<dyn Provider>>, write_timeout: Duration) -> Self {
-        ApiState { providers, write_timeout }
+        ApiState { providers, write_timeout, edge: Arc::new(auth::Edge::default()) }
+    }
+
+    /// Replaces the default edge (auth mode `none`, default limits).
+    pub fn with_edge(mut self, edge: Arc<auth::Edge>) -> Self {
+        self.edge = edge;
+        self
     }
 }
 
@@ -86,14 +96,17 @@ async fn not_found() -> Problem {
 
 /// The whole HTTP surface: API routes, probes, `/metrics`, `/openapi.json`, with problem+json for every error.
 pub fn router(state: ApiState) -> Router {
+    // Only API routes go through the edge: probes, metrics and OpenAPI are never authenticated or limited.
+    let api = provider_routes(provider_routes(Router::new(), ""), "/api/v1")
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard));
     let router = Router::new()
         .route("/health/startup", get(health::startup))
         .route("/health/liveness", get(health::liveness))
         .route("/health/readiness", get(health::readiness))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(health::openapi));
-    let router = provider_routes(provider_routes(router, ""), "/api/v1");
     router
+        .merge(api)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(axum::middleware::from_fn(middleware::finish))

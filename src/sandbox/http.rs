@@ -39,6 +39,8 @@ pub struct AppState {
     /// Bumped to end every open watch.
     pub close_watches: tokio::sync::watch::Sender<u64>,
     pub bookmark_every: Duration,
+    /// TokenReview / SubjectAccessReview answers.
+    pub reviews: std::sync::RwLock<super::review::Reviews>,
 }
 
 impl AppState {
@@ -51,6 +53,7 @@ impl AppState {
             faults: Faults::default(),
             close_watches: tokio::sync::watch::channel(0).0,
             bookmark_every: Duration::from_secs(5),
+            reviews: Default::default(),
         }
     }
 }
@@ -291,11 +294,28 @@ async fn dispatch(State(st): State<Arc<AppState>>, req: Request) -> Response {
             ));
         }
     };
+    if let Some(r) = review(&st, &parts.method, &t, &body) {
+        return r;
+    }
     let req = Req { st: st.clone(), t, q, headers: parts.headers, body };
     match handle(&req, &parts.method).await {
         Ok(r) => r,
         Err(e) => status_response(&e),
     }
+}
+
+/// POST of a TokenReview or SubjectAccessReview: answered from the review table, never stored.
+fn review(st: &AppState, method: &Method, t: &Target, body: &[u8]) -> Option<Response> {
+    let reviews = st.reviews.read().unwrap_or_else(|e| e.into_inner());
+    let answer = match (method, t.gvr.group.as_str(), t.gvr.resource.as_str()) {
+        (&Method::POST, "authentication.k8s.io", "tokenreviews") => reviews.token_review(body),
+        (&Method::POST, "authorization.k8s.io", "subjectaccessreviews") => reviews.access_review(body),
+        _ => return None,
+    };
+    Some(match answer {
+        Ok(v) => json_value(StatusCode::CREATED, &v),
+        Err(e) => status_response(&StatusError::bad_request(e)),
+    })
 }
 
 /// One parsed resource request.

@@ -16,6 +16,7 @@ pub mod meta;
 pub mod patch;
 pub mod proto;
 pub mod registry;
+pub mod review;
 pub mod schema;
 pub mod seed;
 pub mod select;
@@ -155,6 +156,11 @@ impl Sandbox {
             server: Some(server),
             saver,
         })
+    }
+
+    /// Answers TokenReview and SubjectAccessReview from this table from now on.
+    pub fn set_reviews(&self, reviews: review::Reviews) {
+        *self.app.reviews.write().unwrap_or_else(|e| e.into_inner()) = reviews;
     }
 
     /// `http://127.0.0.1:PORT`.
