@@ -218,6 +218,20 @@ impl Registry {
                 .with_status()
                 .with_scale(),
             R::builtin(Gvr::leases(), "Lease", true),
+            // What the chart and kustomize overlays apply (tests/deploy_apply.rs).
+            R::builtin(Gvr::new("rbac.authorization.k8s.io", "v1", "clusterroles"), "ClusterRole", false),
+            R::builtin(
+                Gvr::new("rbac.authorization.k8s.io", "v1", "clusterrolebindings"),
+                "ClusterRoleBinding",
+                false,
+            ),
+            R::builtin(Gvr::new("rbac.authorization.k8s.io", "v1", "roles"), "Role", true),
+            R::builtin(Gvr::new("rbac.authorization.k8s.io", "v1", "rolebindings"), "RoleBinding", true),
+            R::builtin(Gvr::new("policy", "v1", "poddisruptionbudgets"), "PodDisruptionBudget", true)
+                .short(&["pdb"])
+                .with_status(),
+            R::builtin(Gvr::new("networking.k8s.io", "v1", "networkpolicies"), "NetworkPolicy", true)
+                .short(&["netpol"]),
             R::builtin(Gvr::new("events.k8s.io", "v1", "events"), "Event", true).short(&["ev"]),
             R::builtin(
                 Gvr::new("autoscaling", "v2", "horizontalpodautoscalers"),
