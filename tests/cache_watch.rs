@@ -281,7 +281,9 @@ async fn configured_namespaces_are_the_only_scopes_and_routes_are_served_with_st
         serde_json::from_str(cache.httproute(&ns, "r").expect("route").get()).expect("json");
     assert!(v["metadata"].get("managedFields").is_none());
     assert_eq!(v["metadata"]["annotations"], json!({}), "last-applied-configuration is dropped");
-    assert_eq!(cache.gateways(&ns).expect("gateways").len(), 1);
+    // Gateways and routes come from two independent watchers: the route being accepted says nothing about
+    // whether the gateway watcher has delivered yet.
+    eventually("the gateway in the cache", LIMIT, || cache.gateways(&ns).is_ok_and(|g| g.len() == 1)).await;
 
     routes.delete("r", &DeleteParams::default()).await.expect("delete");
     eventually("the route gone", LIMIT, || cache.httproute(&ns, "r").is_err()).await;
