@@ -8,9 +8,12 @@
 //! the cache (0 API calls), and that a change becomes visible at all. Memory per cached pod is measured by
 //! `benches/cache_memory.rs`: here the sandbox shares the process, so an RSS delta would mix both.
 
+mod common;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use common::{CONCURRENCY, hello_baseline, load, pct, print_run, quick};
 
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use machinist::app::{Overrides, run_operator};
@@ -19,97 +22,6 @@ use machinist::reconcile::crd::ScaleRequest;
 use machinist::sandbox::{Gvr, Sandbox, SandboxOptions, Store};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-
-const CONCURRENCY: usize = 32;
-
-fn quick() -> bool {
-    std::env::var("MACHINIST_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-struct Run {
-    p50: Duration,
-    p99: Duration,
-    rps: f64,
-    done: usize,
-    bytes: usize,
-}
-
-/// `total` GETs spread over `CONCURRENCY` tasks sharing one pooled client, stopped early at `budget`.
-/// Each task cycles through `urls` from a different start so that every URL is exercised.
-async fn load(client: &reqwest::Client, urls: Arc<Vec<String>>, total: usize, budget: Duration) -> Run {
-    // Warm the pool: one request per connection.
-    let warm: Vec<_> = (0..CONCURRENCY)
-        .map(|i| {
-            let (c, u) = (client.clone(), urls[i % urls.len()].clone());
-            tokio::spawn(async move { c.get(&u).send().await.map(|r| r.status()) })
-        })
-        .collect();
-    for w in warm {
-        let status = w.await.expect("warm-up task").expect("warm-up GET");
-        assert!(status.is_success(), "warm-up GET: {status}");
-    }
-    let next = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    let deadline = start + budget;
-    let tasks: Vec<_> = (0..CONCURRENCY)
-        .map(|_| {
-            let (client, urls, next) = (client.clone(), urls.clone(), next.clone());
-            tokio::spawn(async move {
-                let mut times = Vec::new();
-                let mut bytes = 0;
-                loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= total || Instant::now() > deadline {
-                        break;
-                    }
-                    let url = &urls[n % urls.len()];
-                    let t = Instant::now();
-                    let resp = client.get(url).send().await.expect("GET");
-                    assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
-                    let body = resp.bytes().await.expect("body");
-                    times.push(t.elapsed());
-                    bytes = body.len();
-                }
-                (times, bytes)
-            })
-        })
-        .collect();
-    let mut times = Vec::with_capacity(total);
-    let mut bytes = 0;
-    for t in tasks {
-        let (mut t, b) = t.await.expect("load task");
-        times.append(&mut t);
-        bytes = bytes.max(b);
-    }
-    let wall = start.elapsed();
-    times.sort();
-    Run {
-        p50: pct(&times, 0.5),
-        p99: pct(&times, 0.99),
-        rps: times.len() as f64 / wall.as_secs_f64(),
-        done: times.len(),
-        bytes,
-    }
-}
-
-/// Serves a fixed string on 127.0.0.1: the floor for an axum GET on this machine.
-async fn hello_server() -> String {
-    let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello, world" }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}/")
-}
 
 /// Copies the pods of `load` into namespaces `bulk-0…` until `extra` more pods exist. They are bare pods
 /// (no owner): they only make the cache and the watch streams carry the full 10,000.
@@ -192,21 +104,6 @@ async fn wait_synced(client: &reqwest::Client, base: &str, ns: &str, n: usize) {
     }
 }
 
-fn print_run(what: &str, r: &Run, base: &Run) {
-    println!(
-        "{what}: {} requests, body {:.1} KB: p50 {:?} p99 {:?} {:.0} req/s | ratio to hello-world: p50 {:.1}x, \
-         p99 {:.1}x, throughput {:.2}x",
-        r.done,
-        r.bytes as f64 / 1e3,
-        r.p50,
-        r.p99,
-        r.rps,
-        r.p50.as_secs_f64() / base.p50.as_secs_f64(),
-        r.p99.as_secs_f64() / base.p99.as_secs_f64(),
-        r.rps / base.rps,
-    );
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let quick = quick();
@@ -234,7 +131,7 @@ async fn main() {
     let shutdown = CancellationToken::new();
     let t0 = Instant::now();
     let base = operator(&sb, shutdown.clone()).await;
-    let client = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).build().expect("client");
+    let client = common::client();
     wait_synced(&client, &base, "load", in_load as usize).await;
     let machines: Vec<Value> = client
         .get(format!("{base}/k8s/machines/load"))
@@ -258,11 +155,7 @@ async fn main() {
     };
     assert!(!ids.is_empty() && !apps.is_empty(), "machines carry ids and app labels");
 
-    let hello = load(&client, Arc::new(vec![hello_server().await]), requests, budget).await;
-    println!(
-        "hello-world axum: {} requests: p50 {:?} p99 {:?} {:.0} req/s",
-        hello.done, hello.p50, hello.p99, hello.rps
-    );
+    let hello = hello_baseline(&client, requests, budget).await;
 
     let stats_url = sb.url();
     let before = api_calls(&client, &stats_url).await;
