@@ -59,6 +59,13 @@ async fn operator(emu: &Emulator, clusters: &[&str], shutdown: CancellationToken
         "127.0.0.1:0",
         "--provider",
         "ecs",
+        // The rate limiter would answer 429 long before the load ends: this measures the read path.
+        "--rate-limit-reads-identity",
+        "0",
+        "--rate-limit-reads-ip",
+        "0",
+        "--rate-limit-reads-global",
+        "0",
     ])
     .expect("operator flags") else {
         panic!("`run` parses as Command::Run")
