@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_ecs::types::{LaunchType, PropagateTags, Tag};
 use common::{hello_baseline, load, pct, print_run, quick};
-use machinist::app::{Overrides, run_operator};
-use machinist::config::{Cli, Command};
+use machinist::app::Overrides;
 use machinist::provider::ecs::EcsProvider;
 use machinist::provider::ecs::emulator::{self, Emulator};
 use serde_json::Value;
@@ -52,34 +51,13 @@ async fn seed(ecs: &aws_sdk_ecs::Client, cluster: &str, services: usize, tasks: 
 
 /// The operator with only the ECS provider, over `clusters` of the emulator's default account.
 async fn operator(emu: &Emulator, clusters: &[&str], shutdown: CancellationToken) -> String {
-    let Cli { command: Command::Run(args) } = <Cli as clap::Parser>::try_parse_from([
-        "machinist",
-        "run",
-        "--http-listen",
-        "127.0.0.1:0",
-        "--provider",
-        "ecs",
-        // The rate limiter would answer 429 long before the load ends: this measures the read path.
-        "--rate-limit-reads-identity",
-        "0",
-        "--rate-limit-reads-ip",
-        "0",
-        "--rate-limit-reads-global",
-        "0",
-    ])
-    .expect("operator flags") else {
-        panic!("`run` parses as Command::Run")
-    };
     let settings = emu.settings(None, clusters, INTERVAL);
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let overrides = Overrides { kube_config: None, ecs: Some(settings), ready: Some(ready_tx) };
-    tokio::spawn(async move {
-        if let Err(e) = run_operator(args, overrides, shutdown).await {
-            panic!("operator: {e}");
-        }
-    });
-    let addr = ready_rx.await.expect("the operator listens");
-    format!("http://{addr}")
+    common::spawn_operator(
+        &["--provider", "ecs"],
+        |ready| Overrides { kube_config: None, ecs: Some(settings), ready: Some(ready) },
+        shutdown,
+    )
+    .await
 }
 
 async fn get_json(client: &reqwest::Client, url: &str) -> Option<Value> {

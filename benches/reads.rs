@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 use common::{CONCURRENCY, hello_baseline, load, pct, print_run, quick};
 
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
-use machinist::app::{Overrides, run_operator};
-use machinist::config::{Cli, Command};
+use machinist::app::Overrides;
 use machinist::reconcile::crd::ScaleRequest;
 use machinist::sandbox::{Gvr, Sandbox, SandboxOptions, Store};
 use serde_json::{Value, json};
@@ -64,35 +63,12 @@ async fn api_calls(client: &reqwest::Client, sandbox: &str) -> Value {
 async fn operator(sb: &Sandbox, shutdown: CancellationToken) -> String {
     let kc = Kubeconfig::from_yaml(&sb.kubeconfig_yaml()).expect("kubeconfig parses");
     let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("config");
-    let Cli { command: Command::Run(args) } = <Cli as clap::Parser>::try_parse_from([
-        "machinist",
-        "run",
-        "--http-listen",
-        "127.0.0.1:0",
-        "--leader-election",
-        "false",
-        "--provider",
-        "k8s",
-        // The rate limiter would answer 429 long before the load ends: this measures the read path.
-        "--rate-limit-reads-identity",
-        "0",
-        "--rate-limit-reads-ip",
-        "0",
-        "--rate-limit-reads-global",
-        "0",
-    ])
-    .expect("operator flags") else {
-        panic!("`run` parses as Command::Run")
-    };
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let overrides = Overrides { kube_config: Some(config), ecs: None, ready: Some(ready_tx) };
-    tokio::spawn(async move {
-        if let Err(e) = run_operator(args, overrides, shutdown).await {
-            panic!("operator: {e}");
-        }
-    });
-    let addr = ready_rx.await.expect("the operator listens");
-    format!("http://{addr}")
+    common::spawn_operator(
+        &["--leader-election", "false", "--provider", "k8s"],
+        |ready| Overrides { kube_config: Some(config), ecs: None, ready: Some(ready) },
+        shutdown,
+    )
+    .await
 }
 
 /// Waits until `GET /k8s/machines/{ns}` returns `n` machines.
