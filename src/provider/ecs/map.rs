@@ -2,7 +2,7 @@
 //!
 //! Pure functions: no I/O, no clock. SDK types stop here; the rest of machinist sees `cache::model` only.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_ecs::types::{HealthStatus, Tag};
 
@@ -166,6 +166,7 @@ pub fn task_to_machine(task: &aws_sdk_ecs::types::Task) -> Option<Machine> {
 }
 
 /// One ECS service as a controller record (its machines attach by `Machine.controller`).
+/// `readyReplicas` starts as ECS's `runningCount`; [`count_ready`] replaces it with the ready tasks.
 pub fn service_to_controller(svc: &aws_sdk_ecs::types::Service) -> Option<ControllerRecord> {
     Some(ControllerRecord {
         kind: ControllerKind::Service,
@@ -175,6 +176,20 @@ pub fn service_to_controller(svc: &aws_sdk_ecs::types::Service) -> Option<Contro
         labels: tags_to_labels(svc.tags()),
         provider_metadata: BTreeMap::new(),
     })
+}
+
+/// `readyReplicas` = the service's tasks that are `ready`, so it agrees with its machines: ECS's
+/// `runningCount` also counts RUNNING tasks that fail their health check.
+pub fn count_ready(controllers: &mut [ControllerRecord], machines: &[Machine]) {
+    let mut ready: HashMap<&str, i32> = HashMap::new();
+    for m in machines.iter().filter(|m| m.ready) {
+        if let Some(c) = &m.controller {
+            *ready.entry(c.name.as_str()).or_default() += 1;
+        }
+    }
+    for c in controllers {
+        c.ready_replicas = ready.get(c.name.as_str()).copied().unwrap_or(0);
+    }
 }
 
 /// The ports an ECS service exposes: its load balancers' container ports, then its service registries'
@@ -328,8 +343,23 @@ mod tests {
                 ServiceRegistry::builder().registry_arn("arn:sd2").container_port(8080).build(),
             )
             .build();
-        let c = service_to_controller(&svc).expect("mapped");
+        let mut c = service_to_controller(&svc).expect("mapped");
         assert_eq!((c.name.as_str(), c.replicas, c.ready_replicas), ("web", 3, 2));
+        // ECS counts both RUNNING tasks; only the healthy one is ready.
+        let healthy = task_to_machine(&task("RUNNING")).expect("mapped");
+        let unhealthy = task_to_machine(
+            &t::Task::builder()
+                .health_status(HealthStatus::Unhealthy)
+                .set_containers(task("RUNNING").containers.clone())
+                .task_arn("arn:aws:ecs:us-east-1:1:task/demo/def456")
+                .last_status("RUNNING")
+                .group("service:web")
+                .build(),
+        )
+        .expect("mapped");
+        assert!(healthy.ready && !unhealthy.ready);
+        count_ready(std::slice::from_mut(&mut c), &[healthy, unhealthy]);
+        assert_eq!(c.ready_replicas, 1, "readyReplicas counts ready tasks, not runningCount");
         assert_eq!(c.kind, ControllerKind::Service);
         assert!(c.provider_metadata.is_empty());
         assert_eq!(c.labels.get("team").map(String::as_str), Some("a"));

@@ -190,8 +190,10 @@ impl Inner {
         let task_arns = self.list_task_arns(cluster, None).await?;
         let tasks = self.describe_tasks(cluster, &task_arns).await?;
         let machines = self.project_tasks(cluster, &tasks, true);
+        let mut controllers: Vec<_> = services.iter().filter_map(map::service_to_controller).collect();
+        map::count_ready(&mut controllers, &machines);
         Ok(Snapshot {
-            controllers: services.iter().filter_map(map::service_to_controller).collect(),
+            controllers,
             services: services.iter().filter_map(map::service_ports).collect(),
             machines,
         })
@@ -223,13 +225,14 @@ impl Inner {
         let lock = self.lock_of(cluster);
         let guard = lock.lock().await;
         let services = self.describe_services(cluster, &[name.to_string()]).await?;
-        let Some(controller) = services.first().and_then(map::service_to_controller) else {
+        let Some(mut controller) = services.first().and_then(map::service_to_controller) else {
             drop(guard);
             return self.sync_cluster(cluster).await;
         };
         let task_arns = self.list_task_arns(cluster, Some(name)).await?;
         let tasks = self.describe_tasks(cluster, &task_arns).await?;
         let machines = self.project_tasks(cluster, &tasks, false);
+        map::count_ready(std::slice::from_mut(&mut controller), &machines);
         self.cache.upsert_controller(cluster, controller, machines);
         Ok(())
     }
