@@ -543,6 +543,8 @@ fn replace(r: &Req, rt: &ResourceType, name: &str, sub: Option<&str>) -> Result<
 fn delete_opts(r: &Req) -> Result<DeleteOpts, StatusError> {
     let body: Value = if r.body.iter().all(|b| b.is_ascii_whitespace()) {
         json!({})
+    } else if r.content_type() == "application/vnd.kubernetes.protobuf" {
+        super::proto::decode(&r.body)?
     } else {
         serde_json::from_slice(&r.body)
             .map_err(|e| StatusError::bad_request(format!("invalid DeleteOptions: {e}")))?

@@ -1,5 +1,6 @@
 //! Decoding of `application/vnd.kubernetes.protobuf` request bodies, for the typed creates kubectl sends
-//! that way (`kubectl create namespace|configmap|secret|serviceaccount|deployment|service`).
+//! that way (`kubectl create namespace|configmap|secret|serviceaccount|deployment|service`) and the
+//! DeleteOptions of typed deletes (helm uninstall).
 //!
 //! A small protobuf wire reader plus field tables for the messages those commands use; unknown fields are
 //! skipped. It must not be used for responses (the server always answers JSON, which clients accept).
@@ -162,8 +163,20 @@ const DEPLOYMENT_SPEC: &[F] = &[
 const DEPLOYMENT: &[F] = &[f(1, "metadata", T::Msg(OBJECT_META)), f(2, "spec", T::Msg(DEPLOYMENT_SPEC))];
 const POD: &[F] = &[f(1, "metadata", T::Msg(OBJECT_META)), f(2, "spec", T::Msg(POD_SPEC))];
 
+const PRECONDITIONS: &[F] = &[ptr(1, "uid", T::Str), ptr(2, "resourceVersion", T::Str)];
+/// The body of a typed DELETE (helm's release storage deletes its Secrets this way).
+const DELETE_OPTIONS: &[F] = &[
+    ptr(1, "gracePeriodSeconds", T::Int),
+    f(2, "preconditions", T::Msg(PRECONDITIONS)),
+    ptr(3, "orphanDependents", T::Bool),
+    ptr(4, "propagationPolicy", T::Str),
+    rep(5, "dryRun", T::Str),
+];
+
 fn schema_for(api_version: &str, kind: &str) -> Option<&'static [F]> {
     Some(match (api_version, kind) {
+        // Registered in every group version; clients send the version of the resource they delete.
+        (_, "DeleteOptions") => DELETE_OPTIONS,
         ("v1", "Namespace") => NAMESPACE,
         ("v1", "ConfigMap") => CONFIG_MAP,
         ("v1", "Secret") => SECRET,
@@ -387,6 +400,19 @@ mod tests {
         let mut v = vec![((n << 3) | 2) as u8, payload.len() as u8];
         v.extend_from_slice(payload);
         v
+    }
+
+    #[test]
+    fn decodes_delete_options_of_any_group_version() {
+        let pre = [field(1, b"u-1"), field(2, b"42")].concat();
+        let raw = [field(2, &pre), field(4, b"Background"), field(5, b"All")].concat();
+        for version in [&b"v1"[..], b"meta.k8s.io/v1"] {
+            let tm = [field(1, version), field(2, b"DeleteOptions")].concat();
+            let v = decode(&[b"k8s\0".to_vec(), field(1, &tm), field(2, &raw)].concat()).expect("decodes");
+            assert_eq!(v["propagationPolicy"], "Background");
+            assert_eq!(v["dryRun"], json!(["All"]));
+            assert_eq!(v["preconditions"], json!({"uid": "u-1", "resourceVersion": "42"}));
+        }
     }
 
     #[test]
