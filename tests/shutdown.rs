@@ -322,6 +322,7 @@ async fn sigterm_during_a_burst_fails_readiness_keeps_serving_drains_and_release
     .await;
     let closed = closed_at.expect("set when the listener closed").duration_since(sent);
     assert!(closed >= DELAY, "the listener closed {closed:?} after SIGTERM, before the {DELAY:?} delay");
+    println!("listener closed {closed:?} after SIGTERM (seen by a probe every 50 ms)");
 
     // The slow writes were in flight across the close; both answer 200 and took effect.
     for (write, name) in [(write_1, "w1"), (write_2, "w2")] {
