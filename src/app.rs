@@ -1,6 +1,7 @@
 //! Assembles the operator from its configuration: the kube client, the caches and their watchers or
 //! pollers, the providers, the reconciler, leader election and the HTTP server; and shuts it all down in
-//! order (stop accepting, drain in-flight requests, release the lease).
+//! order: on the signal, readiness fails and the leader releases its lease at once; the server keeps serving
+//! for the shutdown delay, then stops accepting and drains in-flight requests (bounded).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use crate::provider::ecs::{EcsConfigError, EcsProvider, EcsSettings};
 use crate::provider::k8s::{K8sProvider, client, lease, watch, write};
 use crate::reconcile::{controller, run::Reconciler, run::Scalers};
 
-/// How long in-flight requests may take to finish after a shutdown signal.
+/// How long in-flight requests may take to finish once the listener is closed (after the shutdown delay).
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
@@ -122,7 +123,9 @@ pub async fn run_operator(
     }
 
     let edge = crate::api::auth::Edge::new(&args.edge.edge_config(), kube.as_ref().map(|k| k.0.clone()))?;
-    let state = crate::api::ApiState::new(providers, args.write_timeout).with_edge(Arc::new(edge));
+    let state = crate::api::ApiState::new(providers, args.write_timeout)
+        .with_edge(Arc::new(edge))
+        .with_stopping(shutdown.clone());
     let router = crate::api::router(state);
     let listener = tokio::net::TcpListener::bind(args.http_listen)
         .await
@@ -133,28 +136,27 @@ pub async fn run_operator(
         let _ = ready.send(addr);
     }
 
-    let drain = shutdown.clone();
-    let server = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(async move { drain.cancelled().await });
-    let served = tokio::select! {
-        served = server => served.map_err(AppError::Serve),
-        _ = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(DRAIN_DEADLINE).await;
-        } => {
-            tracing::warn!("in-flight requests did not finish within {DRAIN_DEADLINE:?}; closing them");
-            Ok(())
-        }
-    };
+    // The elector and the controller watch `shutdown` themselves: the leader steps down at once, so another
+    // replica takes over writes while this one still serves reads during the delay.
+    crate::serve::serve(
+        listener,
+        router,
+        crate::serve::Shutdown {
+            signal: shutdown.clone(),
+            delay: args.shutdown_delay(),
+            drain_deadline: DRAIN_DEADLINE,
+        },
+    )
+    .await;
 
-    // The elector releases the lease when it sees the cancellation; give it a moment to do so.
+    // The elector released the lease when the signal came; wait for it if the server was faster.
     for task in background {
         let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
     }
     if let Some((_, _, watchers)) = kube {
         watchers.abort();
     }
-    served
+    Ok(())
 }
 
 fn default_identity() -> String {
@@ -207,6 +209,8 @@ pub async fn run_sandbox(args: crate::config::SandboxArgs) -> Result<(), Sandbox
         .map_err(client::ClientError::from)?;
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let mut operator_args = args.operator.clone();
+        // No load balancer routes to a sandbox: Ctrl-C should not wait for one.
+        operator_args.shutdown_delay.get_or_insert(Duration::ZERO);
         let ecs = match &emulator {
             Some(emulator) => {
                 operator_args.provider.ecs = true;

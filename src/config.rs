@@ -74,6 +74,17 @@ fn parse_secs(value: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Like `parse_secs`, and 0 is allowed.
+fn parse_secs_or_zero(value: &str) -> Result<Duration, String> {
+    if value.parse::<f64>().is_ok_and(|secs| secs == 0.0) {
+        return Ok(Duration::ZERO);
+    }
+    parse_secs(value)
+}
+
+/// `--shutdown-delay` of `machinist run` when not set.
+pub const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::from_secs(5);
+
 /// The operator: REST server, watchers, reconciler, leader election.
 #[derive(Clone, Debug, Args)]
 pub struct OperatorArgs {
@@ -109,6 +120,11 @@ pub struct OperatorArgs {
     /// This replica's identity in the Lease (defaults to the hostname).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+
+    /// Seconds to keep serving after SIGTERM, with /health/readiness failing, before the listener closes
+    /// [default: 5; 0 under `machinist sandbox`]. In-flight requests then get 10 s more.
+    #[arg(long = "shutdown-delay", env = "PLT_SHUTDOWN_DELAY_SECS", value_parser = parse_secs_or_zero)]
+    pub shutdown_delay: Option<Duration>,
 
     #[command(flatten)]
     pub ecs: EcsArgs,
@@ -159,6 +175,12 @@ pub struct EdgeArgs {
     /// Proxies in front of machinist that append to X-Forwarded-For; 0 (default) ignores the header.
     #[arg(long = "trusted-proxy-hops", env = "PLT_TRUSTED_PROXY_HOPS", default_value_t = 0)]
     pub trusted_proxy_hops: u32,
+}
+
+impl OperatorArgs {
+    pub fn shutdown_delay(&self) -> Duration {
+        self.shutdown_delay.unwrap_or(DEFAULT_SHUTDOWN_DELAY)
+    }
 }
 
 impl EdgeArgs {
@@ -306,5 +328,15 @@ mod tests {
         assert_eq!(parse_secs("0.5").unwrap(), Duration::from_millis(500));
         assert!(parse_secs("-1").is_err());
         assert!(parse_secs("nan").is_err());
+        assert!(parse_secs("0").is_err());
+        assert_eq!(parse_secs_or_zero("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_secs_or_zero("2.5").unwrap(), Duration::from_millis(2500));
+        assert!(parse_secs_or_zero("-1").is_err());
+        let Command::Run(run) = parse(&["run"]).unwrap().command else { unreachable!() };
+        assert_eq!(run.shutdown_delay(), DEFAULT_SHUTDOWN_DELAY);
+        let Command::Run(run) = parse(&["run", "--shutdown-delay", "0"]).unwrap().command else {
+            unreachable!()
+        };
+        assert_eq!(run.shutdown_delay(), Duration::ZERO);
     }
 }

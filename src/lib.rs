@@ -12,4 +12,5 @@ pub mod metrics;
 pub mod provider;
 pub mod reconcile;
 pub mod sandbox;
+pub mod serve;
 pub mod telemetry;

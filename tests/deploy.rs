@@ -188,7 +188,14 @@ fn assert_hardened(label: &str, deployment: &Value) {
         assert_eq!(c[probe]["httpGet"]["port"].as_str(), Some("http"), "{label}: {probe}");
     }
     assert_eq!(c["ports"][0]["containerPort"].as_u64(), Some(3042), "{label}");
-    assert_eq!(c["lifecycle"]["preStop"]["sleep"]["seconds"].as_u64(), Some(5), "{label}: preStop sleep");
+    // machinist serves through the shutdown delay itself; a preStop sleep would also hold the Lease.
+    assert!(c["lifecycle"]["preStop"].is_null(), "{label}: no preStop hook");
+    let delay: u64 = env_value(deployment, "PLT_SHUTDOWN_DELAY_SECS")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{label}: PLT_SHUTDOWN_DELAY_SECS"));
+    assert_eq!(delay, 5, "{label}: shutdown delay");
+    let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
+    assert!(grace >= delay + 15, "{label}: terminationGracePeriodSeconds {grace} < delay + 10 s drain + 5 s");
     assert_eq!(strings(&c["args"]), ["run"], "{label}");
     assert!(c["resources"]["requests"]["memory"].is_string(), "{label}: memory request");
     assert!(c["resources"]["limits"]["memory"].is_string(), "{label}: memory limit");
@@ -433,6 +440,20 @@ fn values_schema_rejects_invalid_values() {
         let err = helm_template_fails(args);
         assert!(err.contains(needle), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn the_grace_period_covers_the_shutdown_delay_and_the_drain() {
+    let docs = objects(&helm_template(&[
+        "--set",
+        "shutdownDelaySeconds=20",
+        "--set",
+        "terminationGracePeriodSeconds=40",
+    ]));
+    let deployment = one(&docs, "Deployment", "rel-machinist");
+    assert_eq!(env_value(deployment, "PLT_SHUTDOWN_DELAY_SECS").as_deref(), Some("20"));
+    let err = helm_template_fails(&["--set", "shutdownDelaySeconds=20"]);
+    assert!(err.contains("terminationGracePeriodSeconds must be at least"), "{err}");
 }
 
 #[test]

@@ -72,6 +72,8 @@ async fn every_request_the_operator_makes_is_granted() {
         "rbac-test",
         "--lease-namespace",
         "machinist",
+        "--shutdown-delay",
+        "0",
     ]);
     let Command::Run(args) = cli.command else { panic!("`run` parses to Command::Run") };
     let (tx, rx) = tokio::sync::oneshot::channel();

@@ -62,11 +62,15 @@ pub async fn startup(State(state): State<ApiState>) -> Result<Json<HealthReport>
     check(&state, "startup", |h| h.synced)
 }
 
-/// 200 while every enabled provider is healthy and synced.
+/// 200 while every enabled provider is healthy and synced, and this replica is not shutting down.
 #[utoipa::path(get, path = "/health/readiness", tag = "health",
     responses((status = 200, description = "Ready", body = HealthReport),
-              (status = 503, description = "A provider is unhealthy or not synced", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
+              (status = 503, description = "A provider is unhealthy or not synced (`cache-not-ready`), or this replica got SIGTERM (`shutting-down`)", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
 pub async fn readiness(State(state): State<ApiState>) -> Result<Json<HealthReport>, Problem> {
+    // Checked first: a terminating replica must leave the Service's endpoints even when its caches are fine.
+    if state.stopping.is_cancelled() {
+        return Err(Problem::shutting_down(NOT_READY_RETRY_AFTER_SECS));
+    }
     check(&state, "readiness", |h| h.healthy && h.synced)
 }
 

@@ -41,11 +41,24 @@ pub struct ApiState {
     pub write_timeout: Duration,
     /// Authentication, authorization and rate limits (default: `none`, API.md's limits).
     pub edge: Arc<auth::Edge>,
+    /// Cancelled once this replica is shutting down: readiness fails from then on.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 impl ApiState {
     pub fn new(providers: Vec<Arc<dyn Provider>>, write_timeout: Duration) -> Self {
-        ApiState { providers, write_timeout, edge: Arc::new(auth::Edge::default()) }
+        ApiState {
+            providers,
+            write_timeout,
+            edge: Arc::new(auth::Edge::default()),
+            stopping: tokio_util::sync::CancellationToken::new(),
+        }
+    }
+
+    /// Readiness fails once `stopping` is cancelled (the shutdown signal).
+    pub fn with_stopping(mut self, stopping: tokio_util::sync::CancellationToken) -> Self {
+        self.stopping = stopping;
+        self
     }
 
     /// Replaces the default edge (auth mode `none`, default limits).

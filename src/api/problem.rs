@@ -117,6 +117,16 @@ impl Problem {
             .with_retry_after(retry_after_secs)
     }
 
+    /// Readiness of a replica that got SIGTERM: its clients should go to another one.
+    pub fn shutting_down(retry_after_secs: u64) -> Self {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting-down",
+            "this replica is shutting down; it serves until load balancers stop routing to it",
+        )
+        .with_retry_after(retry_after_secs)
+    }
+
     pub fn timeout(detail: impl Into<String>, retry_after_secs: u64) -> Self {
         Problem::new(StatusCode::GATEWAY_TIMEOUT, "timeout", detail).with_retry_after(retry_after_secs)
     }

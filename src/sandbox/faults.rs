@@ -35,6 +35,8 @@ pub struct ErrorFault {
 #[serde(default)]
 pub struct FaultsSpec {
     pub latency_ms: u64,
+    /// Only these resources (`pods`, `deployments/scale`) get `latency_ms`; empty = all.
+    pub latency_resources: Vec<String>,
     pub errors: Vec<ErrorFault>,
     /// Shorthand: status code → rate.
     pub error_rate: BTreeMap<u16, f64>,
@@ -87,7 +89,9 @@ impl Faults {
         if spec.latency_ms == 0 && spec.errors.is_empty() {
             return None;
         }
-        let latency = Duration::from_millis(spec.latency_ms);
+        let delayed =
+            spec.latency_resources.is_empty() || spec.latency_resources.iter().any(|r| r == resource);
+        let latency = if delayed { Duration::from_millis(spec.latency_ms) } else { Duration::ZERO };
         let mut error = None;
         for f in spec.errors.iter_mut() {
             let applies = (f.verbs.is_empty() || f.verbs.iter().any(|v| v == verb))
@@ -155,5 +159,17 @@ mod tests {
         );
         assert!(f.plan("list", "pods").is_some_and(|p| p.error.is_some()));
         assert!(f.plan("list", "pods").is_none());
+    }
+
+    #[test]
+    fn latency_can_be_limited_to_resources() {
+        let f = Faults::default();
+        f.set(FaultsSpec {
+            latency_ms: 300,
+            latency_resources: vec!["deployments/scale".into()],
+            ..Default::default()
+        });
+        assert_eq!(f.plan("get", "deployments/scale").map(|p| p.latency), Some(Duration::from_millis(300)));
+        assert_eq!(f.plan("update", "leases").map(|p| p.latency), Some(Duration::ZERO));
     }
 }

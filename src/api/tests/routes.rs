@@ -424,6 +424,23 @@ async fn health_probes_follow_provider_health() {
 }
 
 #[tokio::test]
+async fn readiness_fails_once_the_replica_is_stopping_and_liveness_does_not() {
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let providers: Vec<std::sync::Arc<dyn crate::provider::Provider>> = vec![super::fake::Fake::k8s()];
+    let router = crate::api::router(
+        crate::api::ApiState::new(providers, Duration::from_secs(5)).with_stopping(stopping.clone()),
+    );
+    get(&router, "/health/readiness").await.ok();
+    stopping.cancel();
+    let reply = get(&router, "/health/readiness").await;
+    reply.problem(503, "shutting-down");
+    assert!(reply.header("retry-after").is_some());
+    get(&router, "/health/startup").await.ok();
+    get(&router, "/health/liveness").await.ok();
+    get(&router, "/k8s/machines/default").await.ok();
+}
+
+#[tokio::test]
 async fn metrics_use_route_templates() {
     let app = app();
     get(&app.router, "/k8s/machines/default/web-2").await.ok();
