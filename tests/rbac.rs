@@ -114,6 +114,13 @@ fn roles_in(file: &str) -> Vec<Grant> {
     out
 }
 
+/// The one document of `kind` in `file`.
+fn one_of_kind(file: &str, kind: &str) -> Value {
+    let mut found: Vec<_> = yaml_docs(file).into_iter().filter(|d| d["kind"] == kind).collect();
+    assert_eq!(found.len(), 1, "one {kind} in {file}");
+    found.remove(0)
+}
+
 /// `system:auth-delegator`, the built-in ClusterRole that `--auth-mode kubernetes` installs bind (chart:
 /// `auth.mode=kubernetes`; kustomize: `config/overlays/kubernetes-auth`). Its rules are Kubernetes', quoted
 /// here: create TokenReviews and SubjectAccessReviews.
@@ -185,6 +192,8 @@ async fn cluster_wide_rbac_is_exactly_what_the_operator_uses() {
     }
     let mut grants = roles_in("config/base/clusterrole.yaml");
     grants.extend(roles_in("config/base/leader-election.yaml"));
+    let binding = one_of_kind("config/overlays/kubernetes-auth/auth-delegator.yaml", "ClusterRoleBinding");
+    assert_eq!(binding["roleRef"]["name"], "system:auth-delegator", "the overlay delegates: {binding}");
     grants.extend(auth_delegator());
     assert_exactly_sufficient("cluster-wide with --auth-mode kubernetes", &used, &grants);
 }
