@@ -16,7 +16,7 @@ use serde_yaml::Value;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/machinist");
-const OVERLAYS: [&str; 3] = ["cluster-wide", "single-namespace", "ecs"];
+const OVERLAYS: [&str; 4] = ["cluster-wide", "single-namespace", "ecs", "kubernetes-auth"];
 
 struct Tools {
     helm: PathBuf,
@@ -239,6 +239,21 @@ const COMBINATIONS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "static-auth",
+        &[
+            "--set",
+            "auth.mode=static",
+            "--set",
+            "auth.tokensSecret.name=machinist-tokens",
+            "--set",
+            "rateLimits.writes.identity=50",
+            "--set",
+            "rateLimits.reads.global=0",
+            "--set",
+            "trustedProxyHops=1",
+        ],
+    ),
+    (
         "minimal",
         &[
             "--set",
@@ -436,6 +451,10 @@ fn values_schema_rejects_invalid_values() {
         (&["--set", "providers={gke}"][..], "providers"),
         (&["--set", "watchNamespaces={Bad_NS}"][..], "watchNamespaces"),
         (&["--set", "replicaCont=3"][..], "replicaCont"),
+        (&["--set", "rateLimits.writes.identity=-1"][..], "rateLimits"),
+        (&["--set", "rateLimits.writes.perIp=5"][..], "perIp"),
+        (&["--set", "trustedProxyHops=two"][..], "trustedProxyHops"),
+        (&["--set", "auth.tokensSecret.name=Bad_Name"][..], "tokensSecret"),
     ] {
         let err = helm_template_fails(args);
         assert!(err.contains(needle), "{args:?}: {err}");
@@ -463,6 +482,112 @@ fn auth_mode_kubernetes_binds_the_auth_delegator_role() {
     assert_eq!(binding["roleRef"]["name"].as_str(), Some("system:auth-delegator"));
     let deployment = one(&docs, "Deployment", "rel-machinist");
     assert_eq!(env_value(deployment, "PLT_AUTH_MODE").as_deref(), Some("kubernetes"));
+}
+
+#[test]
+fn auth_mode_kubernetes_overlay_binds_the_auth_delegator_role() {
+    let docs = objects(&kustomize("overlays/kubernetes-auth"));
+    let binding = one(&docs, "ClusterRoleBinding", "machinist-auth-delegator");
+    assert_eq!(binding["roleRef"]["name"].as_str(), Some("system:auth-delegator"));
+    assert_eq!(binding["subjects"][0]["name"].as_str(), Some("machinist"));
+    let deployment = one(&docs, "Deployment", "machinist");
+    assert_eq!(env_value(deployment, "PLT_AUTH_MODE").as_deref(), Some("kubernetes"));
+    // The other installs do not delegate.
+    for overlay in ["cluster-wide", "single-namespace", "ecs"] {
+        let docs = objects(&kustomize(&format!("overlays/{overlay}")));
+        assert!(
+            all_of(&docs, "ClusterRoleBinding")
+                .iter()
+                .all(|b| b["roleRef"]["name"] != "system:auth-delegator"),
+            "{overlay}"
+        );
+    }
+}
+
+/// The default of a `run` flag, by its environment variable, as the binary has it.
+fn binary_default(env_name: &str) -> String {
+    let cli = machinist::config::Cli::command();
+    let run = cli.find_subcommand("run").expect("a run subcommand");
+    let arg = run
+        .get_arguments()
+        .find(|a| a.get_env().and_then(|e| e.to_str()) == Some(env_name))
+        .unwrap_or_else(|| panic!("no flag reads {env_name}"));
+    arg.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect::<Vec<_>>().join(",")
+}
+
+const EDGE_ENV: [&str; 7] = [
+    "PLT_RATE_LIMIT_WRITES_IDENTITY",
+    "PLT_RATE_LIMIT_WRITES_IP",
+    "PLT_RATE_LIMIT_WRITES_GLOBAL",
+    "PLT_RATE_LIMIT_READS_IDENTITY",
+    "PLT_RATE_LIMIT_READS_IP",
+    "PLT_RATE_LIMIT_READS_GLOBAL",
+    "PLT_TRUSTED_PROXY_HOPS",
+];
+
+#[test]
+fn default_installs_pass_the_binarys_own_rate_limits_and_no_tokens_file() {
+    let chart = objects(&helm_template(&[]));
+    let base = objects(&kustomize("base"));
+    for (label, deployment) in [
+        ("chart", one(&chart, "Deployment", "rel-machinist")),
+        ("kustomize", one(&base, "Deployment", "machinist")),
+    ] {
+        for name in EDGE_ENV {
+            assert_eq!(env_value(deployment, name), Some(binary_default(name)), "{label}: {name}");
+        }
+        assert!(env(deployment, "PLT_AUTH_TOKENS_FILE").is_none(), "{label}: no tokens file without static");
+        let volumes = &deployment["spec"]["template"]["spec"]["volumes"];
+        assert!(strings_at(volumes, "name").iter().all(|v| v != "auth-tokens"), "{label}: {volumes:?}");
+    }
+}
+
+fn strings_at(list: &Value, key: &str) -> Vec<String> {
+    list.as_sequence()
+        .map(|s| s.iter().filter_map(|x| x[key].as_str().map(String::from)).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn static_auth_mounts_the_tokens_secret_and_passes_the_limits() {
+    let docs =
+        objects(&helm_template(COMBINATIONS.iter().find(|(l, _)| *l == "static-auth").expect("combo").1));
+    let deployment = one(&docs, "Deployment", "rel-machinist");
+    assert_eq!(env_value(deployment, "PLT_AUTH_MODE").as_deref(), Some("static"));
+    let file = env_value(deployment, "PLT_AUTH_TOKENS_FILE").expect("PLT_AUTH_TOKENS_FILE");
+    assert_eq!(file, "/etc/machinist/auth/tokens.yaml");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let mount = pod["containers"][0]["volumeMounts"]
+        .as_sequence()
+        .and_then(|m| m.iter().find(|m| m["name"] == "auth-tokens"))
+        .expect("the tokens volume is mounted");
+    let dir = mount["mountPath"].as_str().expect("mountPath");
+    assert_eq!(Path::new(&file).parent(), Some(Path::new(dir)), "the file is in the mounted directory");
+    assert_eq!(mount["readOnly"], Value::Bool(true));
+    // A subPath mount would never see an edited Secret, and machinist reloads the file on change.
+    assert!(mount.get("subPath").is_none(), "{mount:?}");
+    let volume = pod["volumes"]
+        .as_sequence()
+        .and_then(|v| v.iter().find(|v| v["name"] == "auth-tokens"))
+        .expect("the tokens volume");
+    assert_eq!(volume["secret"]["secretName"].as_str(), Some("machinist-tokens"));
+    assert_eq!(volume["secret"]["items"][0]["key"].as_str(), Some("tokens.yaml"));
+    assert_eq!(volume["secret"]["items"][0]["path"].as_str(), Some("tokens.yaml"));
+    for (name, value) in [
+        ("PLT_RATE_LIMIT_WRITES_IDENTITY", "50"),
+        ("PLT_RATE_LIMIT_WRITES_IP", "300"),
+        ("PLT_RATE_LIMIT_READS_GLOBAL", "0"),
+        ("PLT_TRUSTED_PROXY_HOPS", "1"),
+    ] {
+        assert_eq!(env_value(deployment, name).as_deref(), Some(value), "{name}");
+    }
+    // Large limits render as integers, not 1e+06.
+    let docs = objects(&helm_template(&["--set", "rateLimits.reads.global=1000000"]));
+    let deployment = one(&docs, "Deployment", "rel-machinist");
+    assert_eq!(env_value(deployment, "PLT_RATE_LIMIT_READS_GLOBAL").as_deref(), Some("1000000"));
+
+    let err = helm_template_fails(&["--set", "auth.mode=static"]);
+    assert!(err.contains("auth.tokensSecret.name is required"), "{err}");
 }
 
 #[test]

@@ -123,9 +123,29 @@ async fn helm_chart_with_crds_applies_cleanly() {
     apply_cleanly(&rendered, "machinist").await;
 }
 
+/// `auth.mode=static` with the tokens Secret it mounts, created first as an operator would, plus non-default
+/// rate limits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_chart_with_static_auth_applies_cleanly() {
+    let rendered = output(
+        Command::new(tool("target/tools/helm/helm"))
+            .args(["template", "machinist", "charts/machinist", "--include-crds", "--namespace", "machinist"])
+            .args(["--set", "auth.mode=static", "--set", "auth.tokensSecret.name=machinist-tokens"])
+            .args(["--set", "rateLimits.writes.identity=50", "--set", "trustedProxyHops=1"])
+            .current_dir(ROOT),
+    );
+    assert!(rendered.contains("PLT_AUTH_TOKENS_FILE"), "static auth renders the tokens file setting");
+    // The hash of the token "example", as `printf %s example | sha256sum` prints it.
+    let secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: machinist-tokens\n  namespace: machinist\n\
+                  stringData:\n  tokens.yaml: |\n    tokens:\n      - identity: ci\n        \
+                  sha256: 50d858e0985ecc7f60418aaf0cc5ab587f42c2570a884095a9e8ccacd0f6545c\n        \
+                  rights: [read, write]\n";
+    apply_cleanly(&format!("{secret}---\n{rendered}"), "machinist").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_kustomize_overlay_applies_cleanly() {
-    for overlay in ["cluster-wide", "single-namespace", "ecs"] {
+    for overlay in ["cluster-wide", "single-namespace", "ecs", "kubernetes-auth"] {
         let rendered = output(
             Command::new(tool("target/tools/kubectl/kubectl"))
                 .args(["kustomize", &format!("config/overlays/{overlay}")])

@@ -13,6 +13,7 @@ use super::StatusError;
 use super::http::{Req, json_value};
 use super::patch::merge_key;
 use super::registry::Gvr;
+use super::stats::Access;
 use super::store::{Part, ResourceType, WriteOpts, now};
 
 /// A field path: `["f:spec", "f:containers", "k:{\"name\":\"app\"}", "f:image"]`.
@@ -426,6 +427,12 @@ pub fn server_side_apply(
         return Ok(json_value(StatusCode::OK, &obj));
     }
     let (obj, created) = r.st.store.upsert_with(&rt.gvr, &ns, name, opts, mk)?;
+    if created {
+        // An apply that creates is authorized as `create` too: record that decision like a request's.
+        let access =
+            Access { verb: "create", group: &rt.gvr.group, resource: &rt.gvr.resource, namespace: &ns, name };
+        r.st.stats.record(&access, &r.user);
+    }
     Ok(json_value(if created { StatusCode::CREATED } else { StatusCode::OK }, &obj))
 }
 

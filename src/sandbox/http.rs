@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use super::discovery;
 use super::faults::{Faults, FaultsSpec};
 use super::patch;
-use super::stats::Stats;
+use super::stats::{Access, Stats};
 use super::store::{DeleteOpts, ListQuery, Part, ResourceType, Store, WriteOpts};
 use super::table;
 use super::watch;
@@ -84,7 +84,13 @@ async fn guard(State(st): State<Arc<AppState>>, mut req: Request, next: Next) ->
         return next.run(req).await;
     }
     let (verb, group, resource) = classify(req.method(), &path, req.uri().query());
-    st.stats.record(verb, &group, &resource, &user);
+    let (namespace, name) = parse_path(&path)
+        .map(|t| (t.namespace.unwrap_or_default(), t.name.unwrap_or_default()))
+        .unwrap_or_default();
+    st.stats.record(
+        &Access { verb, group: &group, resource: &resource, namespace: &namespace, name: &name },
+        &user,
+    );
     req.extensions_mut().insert(User(user));
     if let Some(plan) = st.faults.plan(verb, &resource) {
         if !plan.latency.is_zero() {
@@ -297,7 +303,8 @@ async fn dispatch(State(st): State<Arc<AppState>>, req: Request) -> Response {
     if let Some(r) = review(&st, &parts.method, &t, &body) {
         return r;
     }
-    let req = Req { st: st.clone(), t, q, headers: parts.headers, body };
+    let user = parts.extensions.get::<User>().map(|u| u.0.clone()).unwrap_or_default();
+    let req = Req { st: st.clone(), t, q, headers: parts.headers, body, user };
     match handle(&req, &parts.method).await {
         Ok(r) => r,
         Err(e) => status_response(&e),
@@ -325,6 +332,8 @@ pub struct Req {
     pub q: HashMap<String, String>,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The authenticated user, for stats recorded past the middleware.
+    pub user: String,
 }
 
 impl Req {

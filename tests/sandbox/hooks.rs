@@ -53,6 +53,53 @@ async fn stats_count_requests_by_verb_resource_and_user() {
     assert_eq!(s["total"], 0);
 }
 
+/// What the RBAC test relies on: each entry names the namespace and object, a subresource is recorded as
+/// `resource/subresource`, and a server-side apply that creates its object is a `patch` plus a `create` (the
+/// two authorization decisions of a real API server); applying it again is a `patch` only.
+#[tokio::test]
+async fn stats_record_namespace_name_subresource_and_the_create_an_apply_implies() {
+    let (sb, c) = common::start().await;
+    let ns = common::fresh_namespace(&sb);
+    hook(&sb, reqwest::Method::DELETE, "/sandbox/stats", None).await;
+    let api: Api<ConfigMap> = Api::namespaced(c.clone(), &ns);
+    let cm =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"a": "1"}});
+    let params = kube::api::PatchParams::apply("test").force();
+    for _ in 0..2 {
+        api.patch("applied", &params, &kube::api::Patch::Apply(&cm)).await.expect("apply");
+    }
+    let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}});
+    sb.store.create(&Gvr::deployments(), &ns, deploy).expect("seeded through the store: not recorded");
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(c, &ns);
+    deployments.get_scale("web").await.expect("get /scale");
+
+    let s = hook(&sb, reqwest::Method::GET, "/sandbox/stats", None).await;
+    let entries: Vec<(String, String, String, String, u64)> = s["requests"]
+        .as_array()
+        .expect("requests")
+        .iter()
+        .map(|e| {
+            let f = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            (f("verb"), f("resource"), f("namespace"), f("name"), e["count"].as_u64().unwrap_or(0))
+        })
+        .collect();
+    let want = |verb: &str, resource: &str, name: &str, count: u64| {
+        (verb.to_string(), resource.to_string(), ns.clone(), name.to_string(), count)
+    };
+    assert_eq!(
+        entries,
+        vec![
+            want("create", "configmaps", "applied", 1),
+            want("get", "deployments/scale", "web", 1),
+            want("patch", "configmaps", "applied", 2),
+        ],
+        "{s}"
+    );
+}
+
 #[tokio::test]
 async fn a_token_is_required_when_set_and_names_the_user() {
     let opts = SandboxOptions { test_hooks: true, token: Some("s3cret".into()), ..SandboxOptions::default() };
