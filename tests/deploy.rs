@@ -4,8 +4,9 @@
 //! Runs `tools/install-tools.sh` once (under a file lock) when helm, kubectl, kubernetes-validate or yamllint
 //! are missing. Talks to no cluster: applying the manifests to the sandbox is a separate test.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -25,37 +26,13 @@ struct Tools {
     yamllint: PathBuf,
 }
 
-impl Tools {
-    fn all_present(&self) -> bool {
-        [&self.helm, &self.kubectl, &self.validate, &self.yamllint].iter().all(|p| p.is_file())
-    }
-}
-
 fn tools() -> &'static Tools {
     static TOOLS: OnceLock<Tools> = OnceLock::new();
-    TOOLS.get_or_init(|| {
-        let root = Path::new(ROOT);
-        let t = Tools {
-            helm: root.join("target/tools/helm/helm"),
-            kubectl: root.join("target/tools/kubectl/kubectl"),
-            validate: root.join(".venv/tools/bin/kubernetes-validate"),
-            yamllint: root.join(".venv/tools/bin/yamllint"),
-        };
-        if !t.all_present() {
-            // Another test binary or `.ci/run` may be installing at the same time.
-            let dir = root.join("target/tools");
-            std::fs::create_dir_all(&dir).expect("create target/tools");
-            let lock = File::create(dir.join(".install.lock")).expect("create the install lock file");
-            lock.lock().expect("take the install lock");
-            if !t.all_present() {
-                let status = Command::new(root.join("tools/install-tools.sh"))
-                    .status()
-                    .expect("run tools/install-tools.sh");
-                assert!(status.success(), "tools/install-tools.sh failed: {status}");
-            }
-            assert!(t.all_present(), "tools/install-tools.sh ran but a tool is still missing");
-        }
-        t
+    TOOLS.get_or_init(|| Tools {
+        helm: common::tool("target/tools/helm/helm"),
+        kubectl: common::tool("target/tools/kubectl/kubectl"),
+        validate: common::tool(".venv/tools/bin/kubernetes-validate"),
+        yamllint: common::tool(".venv/tools/bin/yamllint"),
     })
 }
 

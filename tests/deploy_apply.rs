@@ -7,29 +7,13 @@
 mod common;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use machinist::sandbox::Gvr;
 use serde_json::json;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn tool(rel: &str) -> PathBuf {
-    // Both tests may want the tools at once; the installer must run once at a time.
-    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    let path = Path::new(ROOT).join(rel);
-    if !path.is_file() {
-        let status = Command::new(Path::new(ROOT).join("tools/install-tools.sh"))
-            .current_dir(ROOT)
-            .status()
-            .expect("run tools/install-tools.sh");
-        assert!(status.success(), "tools/install-tools.sh failed: {status}");
-    }
-    assert!(path.is_file(), "{rel} missing after tools/install-tools.sh");
-    path
-}
 
 fn output(cmd: &mut Command) -> String {
     let out = cmd.output().expect("tool runs");
@@ -41,7 +25,7 @@ fn output(cmd: &mut Command) -> String {
 fn apply(kubeconfig_yaml: &str, dir: &Path, manifests: &str, dry_run: bool) -> String {
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(&kubeconfig, kubeconfig_yaml).expect("write kubeconfig");
-    let mut cmd = Command::new(tool("target/tools/kubectl/kubectl"));
+    let mut cmd = Command::new(common::tool("target/tools/kubectl/kubectl"));
     cmd.arg("--kubeconfig").arg(&kubeconfig).arg("--cache-dir").arg(dir.join("cache"));
     cmd.args(["apply", "-f", "-"]);
     if dry_run {
@@ -116,7 +100,7 @@ async fn apply_cleanly(manifests: &str, namespace: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_chart_with_crds_applies_cleanly() {
     let rendered = output(
-        Command::new(tool("target/tools/helm/helm"))
+        Command::new(common::tool("target/tools/helm/helm"))
             .args(["template", "machinist", "charts/machinist", "--include-crds", "--namespace", "machinist"])
             .current_dir(ROOT),
     );
@@ -128,7 +112,7 @@ async fn helm_chart_with_crds_applies_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_chart_with_static_auth_applies_cleanly() {
     let rendered = output(
-        Command::new(tool("target/tools/helm/helm"))
+        Command::new(common::tool("target/tools/helm/helm"))
             .args(["template", "machinist", "charts/machinist", "--include-crds", "--namespace", "machinist"])
             .args(["--set", "auth.mode=static", "--set", "auth.tokensSecret.name=machinist-tokens"])
             .args(["--set", "rateLimits.writes.identity=50", "--set", "trustedProxyHops=1"])
@@ -147,7 +131,7 @@ async fn helm_chart_with_static_auth_applies_cleanly() {
 async fn every_kustomize_overlay_applies_cleanly() {
     for overlay in ["cluster-wide", "single-namespace", "ecs", "kubernetes-auth"] {
         let rendered = output(
-            Command::new(tool("target/tools/kubectl/kubectl"))
+            Command::new(common::tool("target/tools/kubectl/kubectl"))
                 .args(["kustomize", &format!("config/overlays/{overlay}")])
                 .current_dir(ROOT),
         );

@@ -6,25 +6,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use machinist::sandbox::Gvr;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn tool(rel: &str) -> PathBuf {
-    let path = Path::new(ROOT).join(rel);
-    if !path.is_file() {
-        let status = Command::new(Path::new(ROOT).join("tools/install-tools.sh"))
-            .current_dir(ROOT)
-            .status()
-            .expect("run tools/install-tools.sh");
-        assert!(status.success(), "tools/install-tools.sh failed: {status}");
-    }
-    assert!(path.is_file(), "{rel} missing after tools/install-tools.sh");
-    path
-}
 
 /// Runs `program args` from the repository root with the sandbox's kubeconfig and a private helm home;
 /// returns stdout, failing the test with stderr when the command fails.
@@ -56,7 +43,8 @@ fn deployment_image(sb: &machinist::sandbox::Sandbox) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_install_upgrade_and_uninstall_work_as_documented() {
-    let (helm, kubectl) = (tool("target/tools/helm/helm"), tool("target/tools/kubectl/kubectl"));
+    let (helm, kubectl) =
+        (common::tool("target/tools/helm/helm"), common::tool("target/tools/kubectl/kubectl"));
     let docs = std::fs::read_to_string(Path::new(ROOT).join("docs/operations.md")).expect("operations.md");
     for documented in [
         "helm install machinist charts/machinist --namespace machinist --create-namespace",

@@ -42,3 +42,25 @@ pub fn fresh_namespace(sb: &Sandbox) -> String {
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder().build().expect("reqwest client")
 }
+
+/// A tool `tools/install-tools.sh` installs (`target/tools/helm/helm`, `.venv/tools/bin/yamllint`, ...),
+/// installed first if missing. A file lock keeps test binaries and `.ci/run` from installing at once.
+pub fn tool(rel: &str) -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = root.join(rel);
+    if !path.is_file() {
+        let dir = root.join("target/tools");
+        std::fs::create_dir_all(&dir).expect("create target/tools");
+        let lock = std::fs::File::create(dir.join(".install.lock")).expect("create the install lock file");
+        lock.lock().expect("take the install lock");
+        if !path.is_file() {
+            let status = std::process::Command::new(root.join("tools/install-tools.sh"))
+                .current_dir(root)
+                .status()
+                .expect("run tools/install-tools.sh");
+            assert!(status.success(), "tools/install-tools.sh failed: {status}");
+        }
+    }
+    assert!(path.is_file(), "{rel} missing after tools/install-tools.sh");
+    path
+}

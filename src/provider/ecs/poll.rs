@@ -41,27 +41,40 @@ pub(crate) struct KnownTask {
 }
 
 impl Inner {
-    async fn list_service_arns(&self, cluster: &str) -> Result<Vec<String>, EcsError> {
+    /// Every ARN of a paginated List call: `page(token)` sends one page request on the budget.
+    async fn all_pages<F, Fut>(&self, mut page: F) -> Result<Vec<String>, EcsError>
+    where
+        F: FnMut(Option<String>) -> Fut,
+        Fut: Future<Output = Result<(Vec<String>, Option<String>), EcsError>>,
+    {
         let mut arns = Vec::new();
         let mut token: Option<String> = None;
         loop {
             self.budget.take().await;
+            let (items, next) = page(token.take()).await?;
+            arns.extend(items);
+            match next {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => return Ok(arns),
+            }
+        }
+    }
+
+    async fn list_service_arns(&self, cluster: &str) -> Result<Vec<String>, EcsError> {
+        self.all_pages(|token| async move {
             let out = self
                 .api
                 .client
                 .list_services()
                 .cluster(cluster)
                 .max_results(LIST_PAGE)
-                .set_next_token(token.take())
+                .set_next_token(token)
                 .send()
                 .await
                 .map_err(|e| EcsError::from_sdk("ListServices", e))?;
-            arns.extend(out.service_arns().iter().cloned());
-            match out.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => return Ok(arns),
-            }
-        }
+            Ok((out.service_arns().to_vec(), out.next_token().map(String::from)))
+        })
+        .await
     }
 
     async fn describe_services(
@@ -89,10 +102,7 @@ impl Inner {
     }
 
     async fn list_task_arns(&self, cluster: &str, service: Option<&str>) -> Result<Vec<String>, EcsError> {
-        let mut arns = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            self.budget.take().await;
+        self.all_pages(|token| async move {
             let out = self
                 .api
                 .client
@@ -101,16 +111,13 @@ impl Inner {
                 .set_service_name(service.map(String::from))
                 .desired_status(DesiredStatus::Running)
                 .max_results(LIST_PAGE)
-                .set_next_token(token.take())
+                .set_next_token(token)
                 .send()
                 .await
                 .map_err(|e| EcsError::from_sdk("ListTasks", e))?;
-            arns.extend(out.task_arns().iter().cloned());
-            match out.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => return Ok(arns),
-            }
-        }
+            Ok((out.task_arns().to_vec(), out.next_token().map(String::from)))
+        })
+        .await
     }
 
     async fn describe_tasks(
