@@ -3,8 +3,9 @@
 //! completes exactly once.
 
 mod common;
+#[path = "common/replica.rs"]
+mod replica;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -14,36 +15,8 @@ use kube::Client;
 use kube::api::{Api, PostParams};
 use kube::core::CustomResourceExt;
 use machinist::reconcile::crd::ScaleRequest;
+use replica::Replica;
 use serde_json::json;
-use tokio::process::{Child, Command};
-
-struct Replica {
-    child: Child,
-    base: String,
-}
-
-impl Replica {
-    fn start(kubeconfig: &std::path::Path, ns: &str, identity: &str) -> Replica {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(env!("CARGO_BIN_EXE_machinist"))
-            .args(["run", "--namespaces", ns, "--lease-namespace", ns, "--identity", identity])
-            .arg("--http-listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("machinist run starts");
-        Replica { child, base: format!("http://127.0.0.1:{port}") }
-    }
-
-    /// `Some(true)` while this replica reports holding the lease; `None` while it does not answer.
-    async fn leads(&self) -> Option<bool> {
-        let text = reqwest::get(format!("{}/metrics", self.base)).await.ok()?.text().await.ok()?;
-        text.lines().find(|l| l.starts_with("machinist_leader ")).map(|l| l.ends_with(" 1"))
-    }
-}
 
 async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + within;
@@ -98,9 +71,9 @@ async fn sigkill_of_the_leader_hands_over_and_pending_requests_complete_exactly_
         deployments.create(&PostParams::default(), &deployment(&format!("w{i}"))).await.expect("deployment");
     }
 
-    let mut a = Replica::start(&kubeconfig, &ns, "replica-a");
+    let mut a = Replica::start(&kubeconfig, &ns, "replica-a", &[]);
     eventually("replica a leads", Duration::from_secs(30), async || a.leads().await == Some(true)).await;
-    let b = Replica::start(&kubeconfig, &ns, "replica-b");
+    let b = Replica::start(&kubeconfig, &ns, "replica-b", &[]);
     eventually("replica b serves", Duration::from_secs(30), async || b.leads().await.is_some()).await;
     assert_eq!(b.leads().await, Some(false), "one leader at a time");
 

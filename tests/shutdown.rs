@@ -11,8 +11,9 @@
 mod common;
 #[path = "common/operator.rs"]
 mod operator;
+#[path = "common/replica.rs"]
+mod replica;
 
-use std::process::Stdio;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -21,8 +22,8 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use machinist::sandbox::Gvr;
 use operator::workload;
+use replica::Replica;
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
 
 /// `--shutdown-delay` of the replica under test.
 const DELAY: Duration = Duration::from_secs(6);
@@ -32,52 +33,23 @@ const DRAIN: Duration = Duration::from_secs(10);
 /// one started during the delay is still running when the listener closes.
 const SCALE_LATENCY_MS: u64 = 4000;
 
-struct Replica {
-    child: Child,
-    base: String,
-}
-
-impl Replica {
-    /// `machinist run` on a free port. Settings go through the environment, as the chart sets them.
-    fn start(kubeconfig: &std::path::Path, ns: &str, identity: &str, delay: Duration) -> Replica {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(env!("CARGO_BIN_EXE_machinist"))
-            .arg("run")
-            .env("KUBECONFIG", kubeconfig)
-            .env("PLT_LISTEN", format!("127.0.0.1:{port}"))
-            .env("PLT_K8S_NAMESPACES", ns)
-            .env("PLT_LEASE_NAMESPACE", ns)
-            .env("POD_NAME", identity)
-            .env("PLT_SHUTDOWN_DELAY_SECS", delay.as_secs().to_string())
-            .env("PLT_WRITE_TIMEOUT_SECS", "30")
-            // The burst is far above the default per-IP read limit; this test is about shutdown, not 429s.
-            .env("PLT_RATE_LIMIT_READS_IP", "0")
-            .env("PLT_RATE_LIMIT_READS_GLOBAL", "0")
-            .env("PLT_RATE_LIMIT_READS_IDENTITY", "0")
-            .env("RUST_LOG", "warn,machinist::serve=info")
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("machinist run starts");
-        Replica { child, base: format!("http://127.0.0.1:{port}") }
-    }
-
-    /// `Some(true)` while this replica reports holding the lease; `None` while it does not answer.
-    async fn leads(&self) -> Option<bool> {
-        let text = reqwest::get(format!("{}/metrics", self.base)).await.ok()?.text().await.ok()?;
-        text.lines().find(|l| l.starts_with("machinist_leader ")).map(|l| l.ends_with(" 1"))
-    }
-
-    /// What the kubelet does first.
-    fn sigterm(&self) {
-        let pid = self.child.id().expect("the replica runs");
-        let status = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!("kill -TERM {pid}"))
-            .status()
-            .expect("sh runs");
-        assert!(status.success(), "kill -TERM {pid}: {status}");
-    }
+/// `machinist run` with a shutdown delay, writes allowed to wait for the slow sandbox, and no read limits
+/// (the burst is far above the default per-IP read limit; this test is about shutdown, not 429s).
+fn replica(kubeconfig: &std::path::Path, ns: &str, identity: &str, delay: Duration) -> Replica {
+    let delay = delay.as_secs().to_string();
+    Replica::start(
+        kubeconfig,
+        ns,
+        identity,
+        &[
+            ("PLT_SHUTDOWN_DELAY_SECS", &delay),
+            ("PLT_WRITE_TIMEOUT_SECS", "30"),
+            ("PLT_RATE_LIMIT_READS_IP", "0"),
+            ("PLT_RATE_LIMIT_READS_GLOBAL", "0"),
+            ("PLT_RATE_LIMIT_READS_IDENTITY", "0"),
+            ("RUST_LOG", "warn,machinist::serve=info"),
+        ],
+    )
 }
 
 /// One request of the burst, as its client saw it.
@@ -199,7 +171,7 @@ async fn sigterm_during_a_burst_fails_readiness_keeps_serving_drains_and_release
     sb.write_kubeconfig(&kubeconfig).unwrap();
     let http = common::http();
 
-    let mut a = Replica::start(&kubeconfig, &ns, "shutdown-a", DELAY);
+    let mut a = replica(&kubeconfig, &ns, "shutdown-a", DELAY);
     eventually("replica a leads", Duration::from_secs(60), async || a.leads().await == Some(true)).await;
     let controllers = format!("{}/k8s/controllers/{ns}", a.base);
     eventually("a's cache has the deployments", Duration::from_secs(60), async || {
@@ -215,7 +187,7 @@ async fn sigterm_during_a_burst_fails_readiness_keeps_serving_drains_and_release
         http.get(&ready).send().await.is_ok_and(|r| r.status() == 200)
     })
     .await;
-    let b = Replica::start(&kubeconfig, &ns, "shutdown-b", Duration::ZERO);
+    let b = replica(&kubeconfig, &ns, "shutdown-b", Duration::ZERO);
     eventually("replica b serves", Duration::from_secs(60), async || b.leads().await.is_some()).await;
     assert_eq!(b.leads().await, Some(false), "one leader at a time");
 
