@@ -297,13 +297,16 @@ const PASS_SLICE: Duration = Duration::from_millis(5);
 /// cheap. Owners still check `controlled_by` and read what they write afresh.
 #[derive(Default)]
 struct OwnerIndex {
-    by_kind_ns: HashMap<(String, String), HashMap<String, Vec<Arc<Value>>>>,
+    by_kind_ns: HashMap<(String, String), Owned>,
 }
 
+/// Dependents by the uid of their controller.
+type Owned = HashMap<String, Vec<Arc<Value>>>;
+
 impl OwnerIndex {
-    fn owned<'a>(&'a mut self, store: &Store, gvr: &Gvr, ns: &str) -> &'a HashMap<String, Vec<Arc<Value>>> {
+    fn owned<'a>(&'a mut self, store: &Store, gvr: &Gvr, ns: &str) -> &'a Owned {
         self.by_kind_ns.entry((gvr.resource.clone(), ns.to_string())).or_insert_with(|| {
-            let mut m: HashMap<String, Vec<Arc<Value>>> = HashMap::new();
+            let mut m = Owned::new();
             for o in store.list(gvr, Some(ns)) {
                 if let Some((_, _, uid)) = controller_of(&o) {
                     m.entry(uid.to_string()).or_default().push(o.clone());
