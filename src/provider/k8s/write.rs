@@ -174,8 +174,12 @@ impl K8sScaler {
             .await;
             match result {
                 Ok(previous) => return Ok(previous),
-                // The cache was behind: read the object now, at once and without spending the budget.
-                Err(kube::Error::Api(status)) if optimistic && status.code == 409 => {}
+                // The cache was behind: read the object now, without a pause (the attempt still counts).
+                Err(kube::Error::Api(status))
+                    if optimistic && status.code == 409 && attempt + 1 < self.budget.attempts =>
+                {
+                    attempt += 1;
+                }
                 Err(error) => match self.budget.pause(attempt, &error) {
                     Some(pause) => {
                         tracing::debug!(name, attempt, ?pause, "retrying the /scale write");
