@@ -341,7 +341,9 @@ impl<T> Drop for AbortOnDrop<T> {
 /// runner a join handle, which is cheap to poll, and runs on any worker thread.
 async fn reconcile_spawned(sr: Arc<ScaleRequest>, ctx: Arc<Context>) -> Result<Requeue, ControllerError> {
     let name = sr.name_any();
-    let mut task = AbortOnDrop(tokio::spawn(reconcile(sr, ctx)));
+    // Keep kube-runtime's "reconciling object" span on the spawned work.
+    let work = tracing::Instrument::instrument(reconcile(sr, ctx), tracing::Span::current());
+    let mut task = AbortOnDrop(tokio::spawn(work));
     match (&mut task.0).await {
         Ok(result) => result,
         Err(error) => {
