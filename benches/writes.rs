@@ -4,7 +4,10 @@
 //! PATCHes made in the same run (the floor).
 //!
 //! `cargo bench --bench writes` (200 requests) or `MACHINIST_BENCH_QUICK=1 cargo bench --bench writes` (30).
-//! Prints figures; it asserts only that every write lands.
+//! Prints figures; it asserts only that every write lands. Before each burst after the floor it waits for
+//! the sandbox to settle (every Deployment ready at its count, no store change for 300 ms), so a burst is not
+//! timed against the pods and status updates the previous one set off. With `RUST_LOG` set it logs to
+//! stderr (`RUST_LOG=machinist=debug`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -40,6 +43,25 @@ fn summary(mut v: Vec<Duration>) -> (Duration, Duration) {
     (pct(&v, 0.5), pct(&v, 0.99))
 }
 
+/// CPU time (user + system) this process has used, from `/proc/self/stat` (Linux; zero elsewhere). The
+/// sandbox, the operator and the load generator share this process, so a burst that uses about one core
+/// per second of wall time on a shared 2-core box is CPU-bound, not waiting on a serial stage.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<u64> = after.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+    // utime and stime, fields 14 and 15 of the whole line, in clock ticks (100 per second on Linux).
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+fn cpu_line(what: &str, cpu: Duration, wall: Duration) {
+    println!(
+        "{what}: process CPU time {cpu:?} over {wall:?} wall ({:.2} cores busy)",
+        cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9)
+    );
+}
+
 fn name(i: usize) -> String {
     format!("w-{i:03}")
 }
@@ -63,6 +85,33 @@ async fn until_replicas(store: &Store, n: usize, replicas: i64, t0: Instant) -> 
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     seen.into_values().collect()
+}
+
+/// Waits until every Deployment runs `replicas` ready pods and the sandbox's store has not changed for
+/// 300 ms: the pods, ReplicaSet and status updates a burst sets off (and the operator's watchers
+/// digesting them) must not be timed as part of the next burst.
+async fn until_settled(store: &Store, n: usize, replicas: i64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ready = (0..n)
+            .filter(|&i| {
+                store.get(&Gvr::deployments(), NS, &name(i)).is_some_and(|d| {
+                    d["status"]["readyReplicas"].as_i64() == Some(replicas)
+                        && d["status"]["replicas"].as_i64() == Some(replicas)
+                })
+            })
+            .count();
+        if ready == n {
+            let rv = store.resource_version();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if store.resource_version() == rv {
+                return;
+            }
+            continue;
+        }
+        assert!(Instant::now() < deadline, "{ready} of {n} Deployments settled at {replicas} ready replicas");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn operator(config: Config, shutdown: CancellationToken) -> String {
@@ -109,6 +158,13 @@ fn line(what: &str, (p50, p99): (Duration, Duration), floor: (Duration, Duration
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_timer(tracing_subscriber::fmt::time::uptime())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let quick = quick();
     let n = if quick { 30 } else { 200 };
     println!(
@@ -151,6 +207,7 @@ async fn main() {
 
     // Floor: the same burst as bare kube-rs /scale PATCHes (replicas 1 -> 2).
     let deploys: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), NS);
+    let cpu = cpu_time();
     let t0 = Instant::now();
     let patches: Vec<_> = (0..n)
         .map(|i| {
@@ -174,12 +231,15 @@ async fn main() {
         times
     });
     let floor_write = summary(written);
+    let floor_cpu = (cpu_time().saturating_sub(cpu), t0.elapsed());
     let floor_resp = summary(floor_resp);
     println!(
         "floor, {n} concurrent kube-rs /scale PATCHes: response p50 {:?} p99 {:?}; burst start to replicas \
          written p50 {:?} p99 {:?}",
         floor_resp.0, floor_resp.1, floor_write.0, floor_write.1
     );
+
+    until_settled(&sb.store, n, 2).await;
 
     // ScaleRequests (replicas 2 -> 3), watched for Applied=True while the burst is created.
     let srs: Api<ScaleRequest> = Api::namespaced(client.clone(), NS);
@@ -211,6 +271,7 @@ async fn main() {
         panic!("the ScaleRequest watch ended");
     });
     synced_rx.await.expect("the ScaleRequest watch syncs");
+    let cpu = cpu_time();
     let t0 = Instant::now();
     let creates: Vec<_> = (0..n)
         .map(|i| {
@@ -236,8 +297,13 @@ async fn main() {
         .expect("every ScaleRequest is Applied within 120 s")
         .expect("watch task");
     let sr_applied = summary(done.values().map(|t| t.duration_since(t0)).collect());
+    let sr_cpu = (cpu_time().saturating_sub(cpu), t0.elapsed());
     line(&format!("{n} ScaleRequests, burst start to /scale written"), sr_write, floor_write);
     line(&format!("{n} ScaleRequests, burst start to Applied=True seen by a watch"), sr_applied, floor_write);
+    cpu_line(&format!("floor, {n} /scale PATCHes"), floor_cpu.0, floor_cpu.1);
+    cpu_line(&format!("{n} ScaleRequests, burst start to the last Applied=True"), sr_cpu.0, sr_cpu.1);
+
+    until_settled(&sb.store, n, 3).await;
 
     // REST scale (replicas 3 -> 4): response latency of concurrent POSTs, and when the writes landed.
     let t0 = Instant::now();

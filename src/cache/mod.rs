@@ -433,6 +433,15 @@ impl Cache {
         Err(ProviderError::NotFound(format!("{what} {name} not found in {} {scope}", self.scope_kind)))
     }
 
+    /// A workload's cached `spec.replicas` and the resourceVersion it was projected from (None when not
+    /// cached, or its resourceVersion is unknown): a write may send that resourceVersion as its precondition
+    /// instead of reading the object first; the API server refuses it (409) if the object changed since.
+    pub fn cached_replicas(&self, scope: &str, name: &str, kind: ControllerKind) -> Option<(i32, u64)> {
+        let inner = self.read();
+        let rec = inner.store.scope(scope)?.controller(kind, name)?;
+        (rec.rv > 0).then_some((rec.replicas, rec.rv))
+    }
+
     /// Kind resolution from the cache: Deployment → StatefulSet → ReplicaSet → ReplicationController (ECS:
     /// Service), first match; `kind` pins it.
     pub fn resolve_controller(

@@ -40,6 +40,8 @@ pub enum ControllerError {
     Status { name: String, source: kube::Error },
     #[error("deleting the finished ScaleRequest {name}: {source}")]
     Delete { name: String, source: kube::Error },
+    #[error("the reconcile of ScaleRequest {0} failed unexpectedly")]
+    Panicked(String),
 }
 
 /// What each reconcile gets.
@@ -54,6 +56,7 @@ pub struct Context {
     /// copy (our own status patch not yet watched) writes nothing, and must not report the new count as
     /// the previous one.
     previous: Mutex<HashMap<String, (i64, i32)>>,
+    autoscalers: AutoscalerLists,
 }
 
 impl Context {
@@ -65,6 +68,7 @@ impl Context {
             reconciler,
             retries: Mutex::new(HashMap::new()),
             previous: Mutex::new(HashMap::new()),
+            autoscalers: AutoscalerLists::default(),
         })
     }
 
@@ -271,20 +275,82 @@ fn event_of(t: &Transition) -> Event {
     Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None }
 }
 
+/// The (kind, target name, HPA name) of each HorizontalPodAutoscaler of a namespace; `None` when the API
+/// server has no autoscaling/v2 (or this replica may not list it).
+type Autoscalers = Option<Arc<Vec<(String, String, String)>>>;
+
+/// One HPA list per namespace at a time: reconciles that need it while a list is in flight share its
+/// answer. A burst of requests in one namespace would otherwise list the namespace's HPAs once per request.
+/// A shared answer is at most one list round trip older than the request that joins it.
+#[derive(Default)]
+pub struct AutoscalerLists {
+    in_flight:
+        Mutex<HashMap<String, futures::future::Shared<futures::future::BoxFuture<'static, Autoscalers>>>>,
+}
+
+impl AutoscalerLists {
+    async fn get(&self, client: &Client, ns: &str) -> Autoscalers {
+        let shared = {
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            in_flight
+                .entry(ns.to_string())
+                .or_insert_with(|| {
+                    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), ns);
+                    futures::FutureExt::shared(futures::FutureExt::boxed(async move {
+                        let list = api.list(&ListParams::default()).await.ok()?;
+                        let found = list.items.into_iter().map(|hpa| {
+                            let target = &hpa.spec.scale_target_ref;
+                            (target.kind.clone(), target.name.clone(), hpa.name_any())
+                        });
+                        Some(Arc::new(found.collect()))
+                    }))
+                })
+                .clone()
+        };
+        let answer = shared.clone().await;
+        // The first waiter to finish retires the list, so the next request lists again.
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        if in_flight.get(ns).is_some_and(|f| f.ptr_eq(&shared)) {
+            in_flight.remove(ns);
+        }
+        answer
+    }
+}
+
 /// An HPA whose `scaleTargetRef` names the target, as the `ConflictingAutoscaler` condition reports it.
-async fn conflicting_autoscaler(
-    client: &Client,
-    ns: &str,
-    kind: ControllerKind,
-    name: &str,
-) -> Option<String> {
-    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), ns);
+async fn conflicting_autoscaler(ctx: &Context, ns: &str, kind: ControllerKind, name: &str) -> Option<String> {
     // An API server without autoscaling/v2 (or without the right to list it) has no autoscaler we can see.
-    let list = api.list(&ListParams::default()).await.ok()?;
-    list.items.into_iter().find_map(|hpa| {
-        let target = &hpa.spec.scale_target_ref;
-        (target.kind == kind.as_str() && target.name == name).then(|| hpa.name_any())
-    })
+    let hpas = ctx.autoscalers.get(&ctx.client, ns).await?;
+    hpas.iter().find(|(k, n, _)| k == kind.as_str() && n == name).map(|(_, _, hpa)| hpa.clone())
+}
+
+/// Aborts the task when dropped: a stopped controller (lost lease, shutdown) cancels its reconciles as it
+/// did when they ran inline.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs [`reconcile`] on a task of its own. kube-runtime's runner keeps the in-flight reconciles in a map
+/// that it polls in full on every wake-up, on the one task that drives the controller stream: with N
+/// requests in flight, each API response costs N polls of deep request futures there, serially, on one
+/// core (a 200-request burst took seconds just to start its reconciles). A spawned reconcile leaves the
+/// runner a join handle, which is cheap to poll, and runs on any worker thread.
+async fn reconcile_spawned(sr: Arc<ScaleRequest>, ctx: Arc<Context>) -> Result<Requeue, ControllerError> {
+    let name = sr.name_any();
+    // Keep kube-runtime's "reconciling object" span on the spawned work.
+    let work = tracing::Instrument::instrument(reconcile(sr, ctx), tracing::Span::current());
+    let mut task = AbortOnDrop(tokio::spawn(work));
+    match (&mut task.0).await {
+        Ok(result) => result,
+        Err(error) => {
+            tracing::error!(scalerequest = %name, %error, "reconcile task failed");
+            Err(ControllerError::Panicked(name))
+        }
+    }
 }
 
 async fn reconcile(sr: Arc<ScaleRequest>, ctx: Arc<Context>) -> Result<Requeue, ControllerError> {
@@ -349,10 +415,25 @@ async fn reconcile(sr: Arc<ScaleRequest>, ctx: Arc<Context>) -> Result<Requeue, 
     match plan::plan(&desired, obs) {
         Action::Apply => {
             let mut status = status.clone();
-            if target.provider == TargetProvider::K8s
-                && let Some(resolved) = &observed
-            {
-                let hpa = conflicting_autoscaler(&ctx.client, &scope, resolved.kind, &target.name).await;
+            let target_key = TargetKey {
+                provider: target.provider,
+                scope: scope.clone(),
+                kind,
+                name: target.name.clone(),
+            };
+            let autoscaler = async {
+                match (&observed, target.provider) {
+                    (Some(resolved), TargetProvider::K8s) => {
+                        Some(conflicting_autoscaler(&ctx, &scope, resolved.kind, &target.name).await)
+                    }
+                    _ => None,
+                }
+            };
+            let write =
+                ctx.reconciler.scale_within(Source::Crd, CRD_WRITE_DEADLINE, &target_key, sr.spec.replicas);
+            // The autoscaler check only feeds the status: it runs alongside the write, not before it.
+            let (hpa, result) = tokio::join!(autoscaler, write);
+            if let (Some(hpa), Some(resolved)) = (hpa, &observed) {
                 let (on, reason, message) = match hpa {
                     Some(h) => (
                         true,
@@ -375,16 +456,6 @@ async fn reconcile(sr: Arc<ScaleRequest>, ctx: Arc<Context>) -> Result<Requeue, 
                     Timestamp::now(),
                 );
             }
-            let target_key = TargetKey {
-                provider: target.provider,
-                scope: scope.clone(),
-                kind,
-                name: target.name.clone(),
-            };
-            let result = ctx
-                .reconciler
-                .scale_within(Source::Crd, CRD_WRITE_DEADLINE, &target_key, sr.spec.replicas)
-                .await;
             match result {
                 Ok(scaled) => {
                     ctx.reset_retries(&key);
@@ -533,7 +604,7 @@ pub async fn run(
         async move {
             Controller::new(api, watcher::Config::default())
                 .graceful_shutdown_on(stop)
-                .run(reconcile, error_policy, ctx)
+                .run(reconcile_spawned, error_policy, ctx)
                 .for_each(|result| async move {
                     if let Err(error) = result {
                         tracing::debug!(%error, "scalerequest controller event");

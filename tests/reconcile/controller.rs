@@ -175,6 +175,46 @@ async fn an_hpa_on_the_target_is_reported_as_a_conflicting_autoscaler() {
     );
 }
 
+/// Requests reconciled at once share HPA lists (one per namespace in flight); each must still report the
+/// autoscaler of its own target, and only that one.
+#[tokio::test]
+async fn a_burst_of_requests_reports_each_targets_own_autoscaler() {
+    let b = bed().await;
+    let _stop = with_controller(&b).await;
+    let names: Vec<String> = (0..12).map(|i| format!("app-{i}")).collect();
+    for name in &names {
+        b.deployment(name, 1).await;
+    }
+    let hpas: Api<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler> =
+        Api::namespaced(b.client.clone(), &b.ns);
+    for target in ["app-3", "app-7"] {
+        let hpa = serde_json::from_value(json!({"metadata": {"name": format!("{target}-hpa")},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+                     "minReplicas": 1, "maxReplicas": 5}}))
+        .unwrap();
+        hpas.create(&PostParams::default(), &hpa).await.expect("create hpa");
+    }
+    let srs: Api<ScaleRequest> = Api::namespaced(b.client.clone(), &b.ns);
+    let creates = names.iter().map(|name| {
+        let srs = srs.clone();
+        let sr = request(&format!("scale-{name}"), name, 2);
+        async move { srs.create(&PostParams::default(), &sr).await.expect("create sr") }
+    });
+    futures::future::join_all(creates).await;
+    for name in &names {
+        let sr = format!("scale-{name}");
+        let s = wait_status(&srs, &sr, "Applied", Duration::from_secs(30), |s| s.applied_replicas.is_some())
+            .await;
+        let expected = if name == "app-3" || name == "app-7" {
+            ("True".to_string(), "HorizontalPodAutoscaler".to_string())
+        } else {
+            ("False".to_string(), "NoAutoscaler".to_string())
+        };
+        assert_eq!(condition(&s, "ConflictingAutoscaler"), Some(expected), "{sr}");
+        assert_eq!(b.replicas(name).await, 2, "{name}");
+    }
+}
+
 #[tokio::test]
 async fn a_finished_request_is_deleted_after_its_ttl() {
     let b = bed().await;

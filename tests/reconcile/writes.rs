@@ -64,6 +64,35 @@ async fn scaling_never_clobbers_fields_changed_by_others() {
     assert_eq!(spec.template.spec.unwrap().containers[0].image.as_deref(), Some("nginx:1.27"));
 }
 
+/// The first /scale attempt uses the cached count and resourceVersion as its precondition. With the cache
+/// left behind (watchers stopped) by a change from someone else, that attempt is refused (409); the write
+/// reads the object, lands, and reports the count the cluster really had, not the cached one.
+#[tokio::test]
+async fn a_write_from_a_stale_cache_lands_and_reports_the_real_previous_count() {
+    let b = bed().await;
+    b.deployment("web", 1).await;
+    b.watchers.abort();
+    let patch = json!({"spec": {"replicas": 2}, "metadata": {"labels": {"team": "blue"}}});
+    b.deployments().patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let key = machinist::reconcile::queue::TargetKey {
+        provider: machinist::reconcile::crd::TargetProvider::K8s,
+        scope: b.ns.clone(),
+        kind: None,
+        name: "web".into(),
+    };
+    let scaled = b
+        .reconciler
+        .scale_within(machinist::reconcile::run::Source::Rest, Duration::from_secs(10), &key, 5)
+        .await
+        .expect("scale");
+    assert_eq!((scaled.previous, scaled.applied), (2, 5));
+    let d = b.deployments().get("web").await.unwrap();
+    assert_eq!(d.spec.replicas, Some(5));
+    assert_eq!(d.metadata.labels.unwrap()["team"], "blue");
+    // Read-your-writes even without watchers: the write fed the confirmed object to the cache.
+    assert_eq!(served(&b.cache.controller(&b.ns, "web", None).unwrap())["replicas"], 5);
+}
+
 #[tokio::test]
 async fn concurrent_writers_end_at_the_last_confirmed_count_and_no_conflict_surfaces() {
     let b = bed().await;

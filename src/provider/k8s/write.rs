@@ -14,6 +14,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::autoscaling::v1::Scale;
 use k8s_openapi::api::core::v1::{Pod, ReplicationController, Service};
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
@@ -125,24 +126,46 @@ impl K8sScaler {
         K8sScaler { client, cache, budget }
     }
 
-    /// GET /scale, PUT /scale with the read resourceVersion; on 409 read again. Returns the count before
-    /// the write that landed (or the current count when none was needed).
+    /// PUT /scale with a resourceVersion precondition; on 409 read again. The first attempt takes the count
+    /// and resourceVersion from the cache when it has them and the count differs (one round trip instead of
+    /// GET then PUT: the precondition makes a stale cache cost a 409, never a lost update); later attempts,
+    /// and a cache that already shows the count, GET /scale first. Returns the count before the write that
+    /// landed (or the current count when none was needed).
     async fn write_scale<K: Workload>(
         &self,
         api: &Api<K>,
         name: &str,
+        kind: ControllerKind,
         replicas: i32,
     ) -> Result<i32, kube::Error> {
+        let ns = api.namespace().unwrap_or_default().to_string();
+        let mut cached = self
+            .cache
+            .cached_replicas(&ns, name, kind)
+            .filter(|(current, _)| needs_write(replicas, *current));
         let mut attempt = 0;
         loop {
+            let optimistic = cached.is_some();
             let result = async {
-                let mut scale = api.get_scale(name).await?;
-                let current = scale.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
-                if !needs_write(replicas, current) {
-                    return Ok(current);
-                }
-                // The Scale keeps the resourceVersion of the GET: the server answers 409 if the workload
-                // changed in between, and only spec.replicas is ever written.
+                let (mut scale, current) = match cached.take() {
+                    Some((current, rv)) => {
+                        let mut scale = Scale::default();
+                        scale.metadata.name = Some(name.to_string());
+                        scale.metadata.namespace = Some(ns.clone());
+                        scale.metadata.resource_version = Some(rv.to_string());
+                        (scale, current)
+                    }
+                    None => {
+                        let scale = api.get_scale(name).await?;
+                        let current = scale.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+                        if !needs_write(replicas, current) {
+                            return Ok(current);
+                        }
+                        (scale, current)
+                    }
+                };
+                // The Scale keeps the resourceVersion the count was read at: the server answers 409 if the
+                // workload changed in between, and only spec.replicas is ever written.
                 scale.spec.get_or_insert_with(Default::default).replicas = Some(replicas);
                 scale.status = None;
                 api.replace_scale(name, &PostParams::default(), &scale).await?;
@@ -151,6 +174,12 @@ impl K8sScaler {
             .await;
             match result {
                 Ok(previous) => return Ok(previous),
+                // The cache was behind: read the object now, without a pause (the attempt still counts).
+                Err(kube::Error::Api(status))
+                    if optimistic && status.code == 409 && attempt + 1 < self.budget.attempts =>
+                {
+                    attempt += 1;
+                }
                 Err(error) => match self.budget.pause(attempt, &error) {
                     Some(pause) => {
                         tracing::debug!(name, attempt, ?pause, "retrying the /scale write");
@@ -172,7 +201,8 @@ impl K8sScaler {
     ) -> provider::Result<Scaled> {
         let api: Api<K> = Api::namespaced(self.client.clone(), ns);
         let what = format!("{} {name} in namespace {ns}", kind.as_str());
-        let previous = self.write_scale(&api, name, replicas).await.map_err(|e| map_kube_error(e, &what))?;
+        let previous =
+            self.write_scale(&api, name, kind, replicas).await.map_err(|e| map_kube_error(e, &what))?;
         // Read-your-writes: the confirmed workload goes into the cache before anyone is answered.
         let object = api.get(name).await.map_err(|e| map_kube_error(e, &what))?;
         self.cache.apply(&object);

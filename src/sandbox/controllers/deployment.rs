@@ -3,6 +3,9 @@
 //!
 //! It only scales ReplicaSets; it must not touch pods (the ReplicaSet controller owns them).
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::{
@@ -242,8 +245,15 @@ pub fn status_for(dep: &Value, new: Option<&Value>, olds: &[&Value]) -> Value {
     s
 }
 
-/// One pass over a Deployment.
-pub fn reconcile(store: &Store, ns: &str, name: &str) -> Result<(), StatusError> {
+/// One pass over a Deployment. `owned`: the namespace's ReplicaSets by controller uid, as the pass indexed
+/// them; each one is read again from the store, so only a ReplicaSet created since the index was built can
+/// be missing (its event queues the Deployment again).
+pub fn reconcile(
+    store: &Store,
+    ns: &str,
+    name: &str,
+    owned: &HashMap<String, Vec<Arc<Value>>>,
+) -> Result<(), StatusError> {
     let Some(dep) = store.get(&Gvr::deployments(), ns, name) else { return Ok(()) };
     if is_deleting(&dep) {
         return Ok(());
@@ -252,7 +262,12 @@ pub fn reconcile(store: &Store, ns: &str, name: &str) -> Result<(), StatusError>
     let desired = spec_replicas(&dep);
     let tmpl = dep.pointer("/spec/template").cloned().unwrap_or_else(|| json!({}));
     let hash = template_hash(&tmpl);
-    let rs_all = store.list(&Gvr::replicasets(), Some(ns));
+    let rs_all: Vec<Arc<Value>> = owned
+        .get(uid)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| store.get(&Gvr::replicasets(), ns, meta(r, "name")))
+        .collect();
     let mut owned: Vec<&Value> =
         rs_all.iter().map(|r| r.as_ref()).filter(|r| controlled_by(r, uid)).collect();
     owned.sort_by(|a, b| {

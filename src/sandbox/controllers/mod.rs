@@ -92,7 +92,7 @@ impl Controllers {
         let Some(mut timers) = self.started_rx.take() else { return };
         self.resync();
         loop {
-            self.reconcile_queue();
+            self.reconcile_queue().await;
             tokio::select! {
                 r = rx.recv() => match r {
                     Ok(ev) => self.on_event(&ev),
@@ -228,24 +228,44 @@ impl Controllers {
         };
     }
 
-    fn reconcile_queue(&mut self) {
+    /// Reconciles what is queued. A pass over a few hundred objects takes a while in a debug build: it
+    /// yields to the runtime every few milliseconds so that a burst of writes does not hold a worker thread
+    /// (and the API server's handlers and watches waiting for it) for the whole pass.
+    async fn reconcile_queue(&mut self) {
         if self.queue.is_empty() {
             return;
         }
-        let _seeding_done = SEEDING.read().unwrap_or_else(|e| e.into_inner());
-        let mut pods = PodIndex::default();
+        let mut owned = OwnerIndex::default();
         let queue = std::mem::take(&mut self.queue);
+        let mut slice = std::time::Instant::now();
         for key in queue {
+            if slice.elapsed() >= PASS_SLICE {
+                tokio::task::yield_now().await;
+                // Objects may have changed meanwhile: index them again when next needed.
+                owned = OwnerIndex::default();
+                slice = std::time::Instant::now();
+            }
+            let _seeding_done = SEEDING.read().unwrap_or_else(|e| e.into_inner());
             let s = &self.store;
             let r = match &key {
-                Key::Deployment(ns, n) => deployment::reconcile(s, ns, n),
-                Key::ReplicaSet(ns, n) => {
-                    replicaset::reconcile(s, &replicaset::REPLICA_SET, ns, n, pods.owned(s, ns))
+                Key::Deployment(ns, n) => {
+                    deployment::reconcile(s, ns, n, owned.owned(s, &Gvr::replicasets(), ns))
                 }
-                Key::ReplicationController(ns, n) => {
-                    replicaset::reconcile(s, &replicaset::REPLICATION_CONTROLLER, ns, n, pods.owned(s, ns))
-                }
-                Key::StatefulSet(ns, n) => statefulset::reconcile(s, ns, n, pods.owned(s, ns)),
+                Key::ReplicaSet(ns, n) => replicaset::reconcile(
+                    s,
+                    &replicaset::REPLICA_SET,
+                    ns,
+                    n,
+                    owned.owned(s, &Gvr::pods(), ns),
+                ),
+                Key::ReplicationController(ns, n) => replicaset::reconcile(
+                    s,
+                    &replicaset::REPLICATION_CONTROLLER,
+                    ns,
+                    n,
+                    owned.owned(s, &Gvr::pods(), ns),
+                ),
+                Key::StatefulSet(ns, n) => statefulset::reconcile(s, ns, n, owned.owned(s, &Gvr::pods(), ns)),
                 Key::GatewayClass(n) => gateway::reconcile_class(s, n),
                 Key::Gateway(ns, n) => gateway::reconcile_gateway(s, ns, n),
                 Key::Route(ns, n) => gateway::reconcile_route(s, ns, n),
@@ -268,20 +288,28 @@ impl Controllers {
     }
 }
 
-/// Pods of one namespace by controller uid, built once per reconcile pass: a pass reconciles many owners of
-/// the same namespace, and listing it once is what keeps 50,000 seeded pods cheap.
+/// How long a reconcile pass runs before it yields to the runtime.
+const PASS_SLICE: Duration = Duration::from_millis(5);
+
+/// Objects of one kind and namespace by controller uid (pods by ReplicaSet, ReplicaSets by Deployment),
+/// built once per pass: a pass reconciles many owners of the same namespace, and listing the namespace once
+/// instead of once per owner is what keeps 50,000 seeded pods, or a burst over hundreds of Deployments,
+/// cheap. Owners still check `controlled_by` and read what they write afresh.
 #[derive(Default)]
-struct PodIndex {
-    by_ns: HashMap<String, HashMap<String, Vec<Arc<Value>>>>,
+struct OwnerIndex {
+    by_kind_ns: HashMap<(String, String), Owned>,
 }
 
-impl PodIndex {
-    fn owned<'a>(&'a mut self, store: &Store, ns: &str) -> &'a HashMap<String, Vec<Arc<Value>>> {
-        self.by_ns.entry(ns.to_string()).or_insert_with(|| {
-            let mut m: HashMap<String, Vec<Arc<Value>>> = HashMap::new();
-            for p in store.list(&Gvr::pods(), Some(ns)) {
-                if let Some((_, _, uid)) = controller_of(&p) {
-                    m.entry(uid.to_string()).or_default().push(p.clone());
+/// Dependents by the uid of their controller.
+type Owned = HashMap<String, Vec<Arc<Value>>>;
+
+impl OwnerIndex {
+    fn owned<'a>(&'a mut self, store: &Store, gvr: &Gvr, ns: &str) -> &'a Owned {
+        self.by_kind_ns.entry((gvr.resource.clone(), ns.to_string())).or_insert_with(|| {
+            let mut m = Owned::new();
+            for o in store.list(gvr, Some(ns)) {
+                if let Some((_, _, uid)) = controller_of(&o) {
+                    m.entry(uid.to_string()).or_default().push(o.clone());
                 }
             }
             m

@@ -167,7 +167,9 @@ async fn a_conflict_is_reread_and_retried_and_never_surfaces() {
     let seen = b.fake.lock().unwrap().seen.clone();
     let gets = seen.iter().filter(|s| s.method == Method::GET && s.uri.ends_with("/scale")).count();
     let puts = puts(&b.fake);
-    assert_eq!((gets, puts.len()), (4, 4), "each 409 re-reads /scale before the next PUT");
+    // The first PUT takes the cached resourceVersion (no GET); each 409 re-reads /scale before the next PUT.
+    assert_eq!((gets, puts.len()), (3, 4), "each 409 re-reads /scale before the next PUT");
+    assert_eq!(puts[0].body["metadata"]["resourceVersion"], "100");
     assert_eq!(puts[3].body["metadata"]["resourceVersion"], "103");
     assert_eq!(b.fake.lock().unwrap().replicas, 6);
 }
