@@ -1,13 +1,15 @@
 //! The ECS provider against the ECS emulator (moto + launcher patches), with the real SDK client.
 //! Each test uses its own emulator account, so tests run in parallel on one emulator.
 
-#[path = "common/ecs.rs"]
 mod common;
+#[path = "common/ecs.rs"]
+mod ecs_common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{admin, running_tasks, wait_until};
+use common::eventually;
+use ecs_common::{admin, running_tasks};
 use machinist::provider::ecs::EcsProvider;
 use machinist::provider::ecs::emulator::{Emulator, Fault};
 use machinist::provider::{
@@ -30,30 +32,31 @@ fn is_millis_rfc3339(s: &str) -> bool {
 
 #[tokio::test]
 async fn poller_fills_the_cache_with_the_api_shapes() {
-    let emu = common::shared().await;
-    let acct = common::account();
+    let emu = ecs_common::shared().await;
+    let acct = ecs_common::account();
     let ecs = admin(emu, &acct).await;
-    common::cluster(&ecs, "shop").await;
-    common::service(&ecs, "shop", "web", 2, Some(8080)).await;
-    common::service(&ecs, "shop", "batch", 1, None).await;
+    ecs_common::cluster(&ecs, "shop").await;
+    ecs_common::service(&ecs, "shop", "web", 2, Some(8080)).await;
+    ecs_common::service(&ecs, "shop", "batch", 1, None).await;
     ecs.run_task()
         .cluster("shop")
         .task_definition("app")
         .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
-        .tags(common::tag("job", "once"))
+        .tags(ecs_common::tag("job", "once"))
         .send()
         .await
         .expect("bare task");
 
-    let provider = EcsProvider::start(common::settings(emu, &acct, &["shop"], Duration::from_millis(300)))
-        .await
-        .expect("start");
+    let provider =
+        EcsProvider::start(ecs_common::settings(emu, &acct, &["shop"], Duration::from_millis(300)))
+            .await
+            .expect("start");
     let reads = provider.reads();
     assert!(
         matches!(reads.machines("shop", &[]), Err(ProviderError::NotReady { .. })),
         "not ready before sync"
     );
-    wait_until(30, "first sync", || async { provider.health().synced }).await;
+    eventually("first sync", Duration::from_secs(30), || async { provider.health().synced }).await;
     assert!(provider.health().healthy, "{:?}", provider.health());
 
     let calls_before = provider.calls().total();
@@ -125,12 +128,12 @@ async fn poller_fills_the_cache_with_the_api_shapes() {
 
 #[tokio::test]
 async fn scale_up_and_down_the_tasks_follow_and_reads_see_the_write() {
-    let emu = common::shared().await;
-    let acct = common::account();
+    let emu = ecs_common::shared().await;
+    let acct = ecs_common::account();
     let ecs = admin(emu, &acct).await;
-    common::cluster(&ecs, "prod").await;
-    common::service(&ecs, "prod", "web", 2, None).await;
-    let provider = common::connected(emu, &acct, &["prod"]).await;
+    ecs_common::cluster(&ecs, "prod").await;
+    ecs_common::service(&ecs, "prod", "web", 2, None).await;
+    let provider = ecs_common::connected(emu, &acct, &["prod"]).await;
     provider.refresh("prod").await.expect("refresh");
 
     let c = value(&provider.writes().scale(target("prod", "web"), 5).await.expect("scale up"));
@@ -163,17 +166,17 @@ async fn scale_up_and_down_the_tasks_follow_and_reads_see_the_write() {
 
 #[tokio::test]
 async fn a_full_refresh_of_200_services_and_2000_tasks_stays_within_65_calls() {
-    let emu = common::shared().await;
-    let acct = common::account();
+    let emu = ecs_common::shared().await;
+    let acct = ecs_common::account();
     let ecs = admin(emu, &acct).await;
-    common::cluster(&ecs, "big").await;
+    ecs_common::cluster(&ecs, "big").await;
     let names: Vec<String> = (0..200).map(|i| format!("svc-{i:03}")).collect();
     for chunk in names.chunks(8) {
-        let creates = chunk.iter().map(|n| common::service(&ecs, "big", n, 10, None));
+        let creates = chunk.iter().map(|n| ecs_common::service(&ecs, "big", n, 10, None));
         futures::future::join_all(creates).await;
     }
     // The production budget (5/s, burst 65): one full refresh must fit in the burst.
-    let mut settings = common::settings(emu, &acct, &["big"], Duration::from_secs(5));
+    let mut settings = ecs_common::settings(emu, &acct, &["big"], Duration::from_secs(5));
     settings.read_rate = 5.0;
     settings.read_burst = 65;
     let provider = EcsProvider::connect(settings).await.expect("connect");
@@ -199,15 +202,18 @@ async fn a_full_refresh_of_200_services_and_2000_tasks_stays_within_65_calls() {
 
 #[tokio::test]
 async fn faults_keep_the_last_snapshot_served_and_recover_without_restart() {
-    let emu = common::shared().await;
-    let acct = common::account();
+    let emu = ecs_common::shared().await;
+    let acct = ecs_common::account();
     let ecs = admin(emu, &acct).await;
-    common::cluster(&ecs, "ops").await;
-    common::service(&ecs, "ops", "web", 2, None).await;
-    let provider = EcsProvider::start(common::settings(emu, &acct, &["ops"], Duration::from_millis(200)))
+    ecs_common::cluster(&ecs, "ops").await;
+    ecs_common::service(&ecs, "ops", "web", 2, None).await;
+    let provider = EcsProvider::start(ecs_common::settings(emu, &acct, &["ops"], Duration::from_millis(200)))
         .await
         .expect("start");
-    wait_until(30, "first sync", || async { provider.health().synced && provider.health().healthy }).await;
+    eventually("first sync", Duration::from_secs(30), || async {
+        provider.health().synced && provider.health().healthy
+    })
+    .await;
 
     for (fault, expect) in [
         (Fault::throttling(&acct, -1), "throttled"),
@@ -215,7 +221,7 @@ async fn faults_keep_the_last_snapshot_served_and_recover_without_restart() {
         (Fault::access_denied(&acct, -1), "AccessDenied"),
     ] {
         emu.inject(&fault).await.expect("inject");
-        wait_until(20, &format!("health to report {expect}"), || async {
+        eventually(&format!("health to report {expect}"), Duration::from_secs(20), || async {
             let h = provider.health();
             !h.healthy && h.reason.as_deref().is_some_and(|r| r.contains(expect))
         })
@@ -225,7 +231,10 @@ async fn faults_keep_the_last_snapshot_served_and_recover_without_restart() {
         assert_eq!(c["machines"].as_array().map(Vec::len), Some(2));
         assert!(provider.health().synced);
         emu.clear_faults(&acct).await.expect("clear");
-        wait_until(30, &format!("recovery from {expect}"), || async { provider.health().healthy }).await;
+        eventually(&format!("recovery from {expect}"), Duration::from_secs(30), || async {
+            provider.health().healthy
+        })
+        .await;
     }
 
     // Throttling did not turn into a retry storm: the poller backs off.
@@ -239,7 +248,7 @@ async fn faults_keep_the_last_snapshot_served_and_recover_without_restart() {
 
     // A change made after recovery shows up.
     ecs.update_service().cluster("ops").service("web").desired_count(3).send().await.expect("external scale");
-    wait_until(30, "the external change", || async {
+    eventually("the external change", Duration::from_secs(30), || async {
         provider.reads().machines("ops", &[]).map(|m| m.len() == 3).unwrap_or(false)
     })
     .await;
@@ -248,28 +257,32 @@ async fn faults_keep_the_last_snapshot_served_and_recover_without_restart() {
 #[tokio::test]
 async fn an_emulator_restart_is_survived_and_recovered_from() {
     let mut emu = Emulator::start().await.expect("own emulator");
-    let acct = common::account();
+    let acct = ecs_common::account();
     let seed = |emu: &Emulator, acct: String, count: i32| {
         let opts = emu.client_options(Some(&acct));
         async move {
             let ecs = machinist::provider::ecs::emulator::admin_client(&opts).await.expect("admin");
-            common::cluster(&ecs, "blue").await;
-            common::service(&ecs, "blue", "web", count, None).await;
+            ecs_common::cluster(&ecs, "blue").await;
+            ecs_common::service(&ecs, "blue", "web", count, None).await;
         }
     };
     seed(&emu, acct.clone(), 2).await;
-    let provider = EcsProvider::start(common::settings(&emu, &acct, &["blue"], Duration::from_millis(200)))
-        .await
-        .expect("start");
-    wait_until(30, "first sync", || async { provider.health().synced }).await;
+    let provider =
+        EcsProvider::start(ecs_common::settings(&emu, &acct, &["blue"], Duration::from_millis(200)))
+            .await
+            .expect("start");
+    eventually("first sync", Duration::from_secs(30), || async { provider.health().synced }).await;
 
     emu.restart().await.expect("restart");
-    wait_until(30, "health to show the lost cluster", || async { !provider.health().healthy }).await;
+    eventually("health to show the lost cluster", Duration::from_secs(30), || async {
+        !provider.health().healthy
+    })
+    .await;
     let served = provider.reads().machines("blue", &[]).expect("last snapshot still served");
     assert_eq!(served.len(), 2);
 
     seed(&emu, acct.clone(), 4).await;
-    wait_until(30, "recovery after the restart", || async {
+    eventually("recovery after the restart", Duration::from_secs(30), || async {
         provider.health().healthy
             && provider.reads().machines("blue", &[]).map(|m| m.len() == 4).unwrap_or(false)
     })
@@ -278,12 +291,12 @@ async fn an_emulator_restart_is_survived_and_recovered_from() {
 
 #[tokio::test]
 async fn labels_are_tags_with_the_50_tag_limit_and_bad_input_is_rejected() {
-    let emu = common::shared().await;
-    let acct = common::account();
+    let emu = ecs_common::shared().await;
+    let acct = ecs_common::account();
     let ecs = admin(emu, &acct).await;
-    common::cluster(&ecs, "lab").await;
-    common::service(&ecs, "lab", "web", 1, None).await;
-    let provider = common::connected(emu, &acct, &["lab"]).await;
+    ecs_common::cluster(&ecs, "lab").await;
+    ecs_common::service(&ecs, "lab", "web", 1, None).await;
+    let provider = ecs_common::connected(emu, &acct, &["lab"]).await;
     provider.refresh("lab").await.expect("refresh");
     let machines = provider.reads().machines("lab", &[]).expect("machines");
     let id = value(&machines[0])["id"].as_str().expect("id").to_string();
@@ -380,12 +393,12 @@ async fn scales_go_through_the_reconciler_for_rest_and_scale_requests() {
     use machinist::reconcile::queue::TargetKey;
     use machinist::reconcile::run::{Reconciler, Scalers, Source};
 
-    let emu = common::shared().await;
-    let acct = common::account();
+    let emu = ecs_common::shared().await;
+    let acct = ecs_common::account();
     let ecs = admin(emu, &acct).await;
-    common::cluster(&ecs, "rq").await;
-    common::service(&ecs, "rq", "api", 1, None).await;
-    let provider = common::connected(emu, &acct, &["rq"]).await;
+    ecs_common::cluster(&ecs, "rq").await;
+    ecs_common::service(&ecs, "rq", "api", 1, None).await;
+    let provider = ecs_common::connected(emu, &acct, &["rq"]).await;
     provider.refresh("rq").await.expect("refresh");
     let reconciler = Reconciler::new(Scalers { k8s: None, ecs: Some(provider.scaler()) });
     provider.attach_reconciler(reconciler.clone(), Duration::from_secs(10));
@@ -411,15 +424,15 @@ async fn scales_go_through_the_reconciler_for_rest_and_scale_requests() {
 /// cache shows it. Target (issue 6): p99 ≤ interval + 1 s; asserted with slack for a loaded CI machine.
 #[tokio::test]
 async fn external_changes_show_up_within_about_one_interval() {
-    let emu = common::shared().await;
-    let acct = common::account();
+    let emu = ecs_common::shared().await;
+    let acct = ecs_common::account();
     let ecs = admin(emu, &acct).await;
-    common::cluster(&ecs, "fresh").await;
-    common::service(&ecs, "fresh", "web", 1, None).await;
+    ecs_common::cluster(&ecs, "fresh").await;
+    ecs_common::service(&ecs, "fresh", "web", 1, None).await;
     let interval = Duration::from_secs(1);
     let provider =
-        EcsProvider::start(common::settings(emu, &acct, &["fresh"], interval)).await.expect("start");
-    wait_until(30, "first sync", || async { provider.health().synced }).await;
+        EcsProvider::start(ecs_common::settings(emu, &acct, &["fresh"], interval)).await.expect("start");
+    eventually("first sync", Duration::from_secs(30), || async { provider.health().synced }).await;
 
     let mut samples = Vec::new();
     for i in 0..6 {
@@ -432,7 +445,7 @@ async fn external_changes_show_up_within_about_one_interval() {
             .send()
             .await
             .expect("scale");
-        wait_until(30, "the change in the cache", || async {
+        eventually("the change in the cache", Duration::from_secs(30), || async {
             provider.reads().machines("fresh", &[]).map(|m| m.len() == desired as usize).unwrap_or(false)
         })
         .await;

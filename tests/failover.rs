@@ -8,6 +8,7 @@ mod replica;
 
 use std::time::{Duration, Instant};
 
+use common::eventually;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -17,14 +18,6 @@ use kube::core::CustomResourceExt;
 use machinist::reconcile::crd::ScaleRequest;
 use replica::Replica;
 use serde_json::json;
-
-async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 fn deployment(name: &str) -> Deployment {
     serde_json::from_value(json!({

@@ -148,7 +148,7 @@ async fn ecs_scale_via_rest_and_the_tasks_follow_and_labels_are_tags() {
         let c = op.get("/ecs/controllers/shop/web").await;
         assert_eq!(c.ok()["controller"]["replicas"], 4, "{}", c.text);
     }
-    ecs_common::wait_until(60, "4 web tasks in the emulator", || async {
+    common::eventually("4 web tasks in the emulator", Duration::from_secs(60), || async {
         ecs_common::running_tasks(&ecs, "shop", "web").await == 4
     })
     .await;
@@ -159,7 +159,7 @@ async fn ecs_scale_via_rest_and_the_tasks_follow_and_labels_are_tags() {
     .await;
     let r = op.post("/ecs/controllers/shop/web", json!({"replicas": 1})).await;
     assert_eq!(r.ok()["replicas"], 1);
-    ecs_common::wait_until(60, "1 web task in the emulator", || async {
+    common::eventually("1 web task in the emulator", Duration::from_secs(60), || async {
         ecs_common::running_tasks(&ecs, "shop", "web").await == 1
     })
     .await;

@@ -17,6 +17,7 @@ mod replica;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use common::eventually;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
@@ -146,14 +147,6 @@ async fn sandbox_scale_gets(http: &reqwest::Client, sandbox: &str) -> u64 {
 async fn lease_holder(leases: &Api<Lease>) -> Option<String> {
     let lease = leases.get_opt(machinist::provider::k8s::lease::LEASE_NAME).await.ok().flatten()?;
     lease.spec.and_then(|s| s.holder_identity).filter(|h| !h.is_empty())
-}
-
-async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

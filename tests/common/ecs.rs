@@ -1,10 +1,9 @@
 //! Test harness for the ECS provider: one emulator per test binary (venv created once, under a lock),
-//! one emulator account per test for isolation, seeding helpers and a polling `wait_until`.
+//! one emulator account per test for isolation, and seeding helpers. Load it beside `common/mod.rs`.
 
 #![allow(dead_code)]
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_ecs::types::{LaunchType, LoadBalancer, PropagateTags, Tag};
 use machinist::provider::ecs::emulator::{self, Emulator};
@@ -90,20 +89,4 @@ pub fn settings(emu: &Emulator, account: &str, clusters: &[&str], interval: Dura
 /// A provider with no pollers: the test drives refreshes, so nothing in the background hides a bug.
 pub async fn connected(emu: &Emulator, account: &str, clusters: &[&str]) -> EcsProvider {
     EcsProvider::connect(settings(emu, account, clusters, Duration::from_secs(5))).await.expect("connect")
-}
-
-/// Poll `check` until it returns true, or fail after `secs` seconds (bounds are generous: loaded CI).
-pub async fn wait_until<F, Fut>(secs: u64, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out after {secs} s waiting for {what}");
 }

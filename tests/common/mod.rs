@@ -5,6 +5,8 @@
 //! or on several. Not every test file uses every helper.
 #![allow(dead_code)]
 
+use std::time::{Duration, Instant};
+
 use kube::Client;
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use machinist::sandbox::{Gvr, Sandbox, SandboxOptions};
@@ -63,4 +65,14 @@ pub fn tool(rel: &str) -> std::path::PathBuf {
     }
     assert!(path.is_file(), "{rel} missing after tools/install-tools.sh");
     path
+}
+
+/// Polls `check` every 50 ms until it holds; fails the test after `within` (limits are generous: CI is a
+/// loaded 2-core machine, and a wait that ends early costs nothing).
+pub async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

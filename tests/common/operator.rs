@@ -6,7 +6,6 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -243,22 +242,6 @@ pub async fn reply(r: reqwest::Response) -> Reply {
     let text = r.text().await.expect("body");
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
     Reply { status, headers, body, text }
-}
-
-/// Poll `check` until true, or fail after `secs` seconds.
-pub async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out after {secs} s waiting for {what}");
 }
 
 /// RFC 3339 UTC with milliseconds, as API.md prescribes for every time.

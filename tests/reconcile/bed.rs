@@ -1,7 +1,7 @@
 //! A test bed: sandbox, a fresh namespace, a cache fed by the real watchers, the reconciler and the writes.
 #![allow(dead_code)]
 
-use std::future::Future;
+pub use crate::common::eventually;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,22 +52,6 @@ pub async fn bed_in(sb: Sandbox, client: Client, ns: String) -> Bed {
     let reconciler = Reconciler::new(Scalers { k8s: Some(Arc::new(scaler)), ecs: None });
     let writes = K8sWrites::new(client.clone(), cache.clone(), reconciler.clone(), Duration::from_secs(10));
     Bed { sb, client, ns, cache, watchers, reconciler, writes }
-}
-
-/// Poll `check` every 50 ms until it holds; panic after `within`.
-pub async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 impl Bed {
