@@ -4,41 +4,30 @@
 //!
 //! `cargo bench --bench auth` (full) or `MACHINIST_BENCH_QUICK=1 cargo bench --bench auth`. Prints p50/p99
 //! per mode and the p99 overhead against `none` (target ≤ 1 ms); it asserts that every request is a 200.
+//! The rate limiter is off in all three (`benches/common`): the figure is the cost of authentication.
+
+mod common;
 
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use common::{pct, quick};
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use machinist::api::auth::token_hash;
-use machinist::app::{Overrides, run_operator};
-use machinist::config::{Cli, Command};
+use machinist::app::Overrides;
 use machinist::sandbox::review::Reviews;
 use machinist::sandbox::{Gvr, Sandbox, SandboxOptions};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-fn quick() -> bool {
-    std::env::var("MACHINIST_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
+/// An operator with these extra `run` flags, once its readiness probe passes.
 async fn operator(sb: &Sandbox, flags: &[&str], stop: &CancellationToken) -> String {
-    let mut argv = vec!["machinist", "run", "--http-listen=127.0.0.1:0", "--leader-election=false"];
+    let mut argv = vec!["--leader-election=false"];
     argv.extend_from_slice(flags);
-    let Command::Run(args) = Cli::try_parse_from(&argv).expect("flags parse").command else {
-        unreachable!("run")
-    };
     let kc = Kubeconfig::from_yaml(&sb.kubeconfig_yaml()).expect("kubeconfig");
     let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("config");
-    let (ready, addr) = tokio::sync::oneshot::channel();
-    let overrides = Overrides { kube_config: Some(config), ready: Some(ready), ..Overrides::default() };
-    tokio::spawn(run_operator(args, overrides, stop.clone()));
-    let addr = tokio::time::timeout(Duration::from_secs(60), addr).await.expect("listens").expect("addr");
-    let base = format!("http://{addr}");
+    let overrides =
+        |ready| Overrides { kube_config: Some(config), ready: Some(ready), ..Overrides::default() };
+    let base = common::spawn_operator(&argv, overrides, stop.clone()).await;
     let http = reqwest::Client::new();
     for _ in 0..600 {
         let r = http.get(format!("{base}/health/readiness")).send().await;
