@@ -5,9 +5,12 @@
 //! iterations); `MACHINIST_BENCH_PODS=50000` changes the pod count. Prints figures; it asserts nothing but
 //! that each step completes.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::{pct, quick};
 use futures::StreamExt;
 use machinist::sandbox::{Gvr, Sandbox, SandboxOptions};
 use serde_json::{Value, json};
@@ -20,15 +23,6 @@ fn pods() -> u32 {
 }
 const WATCHERS: usize = 10;
 const CHANGES: usize = 1_000;
-
-fn quick() -> bool {
-    std::env::var("MACHINIST_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
 
 struct Run {
     p50: Duration,

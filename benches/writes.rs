@@ -9,34 +9,24 @@
 //! timed against the pods and status updates the previous one set off. With `RUST_LOG` set it logs to
 //! stderr (`RUST_LOG=machinist=debug`).
 
+mod common;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use common::{pct, quick};
 use futures::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use kube::core::CustomResourceExt;
-use machinist::app::{Overrides, run_operator};
-use machinist::config::{Cli, Command};
+use machinist::app::Overrides;
 use machinist::reconcile::crd::ScaleRequest;
 use machinist::sandbox::{Gvr, Sandbox, SandboxOptions, Store, seed};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 const NS: &str = "bench";
-
-fn quick() -> bool {
-    std::env::var("MACHINIST_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
 
 fn summary(mut v: Vec<Duration>) -> (Duration, Duration) {
     v.sort();
@@ -115,29 +105,12 @@ async fn until_settled(store: &Store, n: usize, replicas: i64) {
 }
 
 async fn operator(config: Config, shutdown: CancellationToken) -> String {
-    let Cli { command: Command::Run(args) } = <Cli as clap::Parser>::try_parse_from([
-        "machinist",
-        "run",
-        "--http-listen",
-        "127.0.0.1:0",
-        "--leader-election",
-        "false",
-        "--provider",
-        "k8s",
-        "--namespaces",
-        NS,
-    ])
-    .expect("operator flags") else {
-        panic!("`run` parses as Command::Run")
-    };
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let overrides = Overrides { kube_config: Some(config), ecs: None, ready: Some(ready_tx) };
-    tokio::spawn(async move {
-        if let Err(e) = run_operator(args, overrides, shutdown).await {
-            panic!("operator: {e}");
-        }
-    });
-    format!("http://{}", ready_rx.await.expect("the operator listens"))
+    common::spawn_operator(
+        &["--leader-election", "false", "--provider", "k8s", "--namespaces", NS],
+        |ready| Overrides { kube_config: Some(config), ecs: None, ready: Some(ready) },
+        shutdown,
+    )
+    .await
 }
 
 fn applied(sr: &ScaleRequest) -> bool {
@@ -154,6 +127,15 @@ fn line(what: &str, (p50, p99): (Duration, Duration), floor: (Duration, Duration
         p50.saturating_sub(floor.0),
         p99.saturating_sub(floor.1)
     );
+}
+
+/// The durations the spawned requests of a burst measured, in spawn order.
+async fn each_elapsed(tasks: Vec<tokio::task::JoinHandle<Duration>>) -> Vec<Duration> {
+    let mut times = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        times.push(t.await.expect("request task"));
+    }
+    times
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -223,13 +205,7 @@ async fn main() {
         })
         .collect();
     // The observer runs while the burst is in flight, so early writes are not timed at the burst's end.
-    let (written, floor_resp) = tokio::join!(until_replicas(&sb.store, n, 2, t0), async {
-        let mut times = Vec::with_capacity(n);
-        for p in patches {
-            times.push(p.await.expect("patch task"));
-        }
-        times
-    });
+    let (written, floor_resp) = tokio::join!(until_replicas(&sb.store, n, 2, t0), each_elapsed(patches));
     let floor_write = summary(written);
     let floor_cpu = (cpu_time().saturating_sub(cpu), t0.elapsed());
     let floor_resp = summary(floor_resp);
@@ -318,13 +294,7 @@ async fn main() {
             })
         })
         .collect();
-    let (written, rest) = tokio::join!(until_replicas(&sb.store, n, 4, t0), async {
-        let mut times = Vec::with_capacity(n);
-        for p in posts {
-            times.push(p.await.expect("post task"));
-        }
-        times
-    });
+    let (written, rest) = tokio::join!(until_replicas(&sb.store, n, 4, t0), each_elapsed(posts));
     let rest_write = summary(written);
     line(&format!("{n} concurrent REST POST scales, response"), summary(rest), floor_resp);
     line(&format!("{n} concurrent REST POST scales, burst start to /scale written"), rest_write, floor_write);
