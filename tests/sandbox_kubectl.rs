@@ -2,93 +2,16 @@
 //! user types first, and the simulated controllers behind them (scale, rollout, delete, wait, watch).
 
 mod common;
+#[path = "common/kubectl.rs"]
+mod kubectl;
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use kubectl::Kubectl;
 use machinist::sandbox::{Gvr, Sandbox, SandboxOptions};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
-
-const KUBECTL_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// kubectl with its own kubeconfig and discovery cache in a temp dir.
-struct Kubectl {
-    dir: tempfile::TempDir,
-}
-
-struct Out {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Kubectl {
-    fn new(sb: &Sandbox) -> Kubectl {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("kubeconfig"), sb.kubeconfig_yaml()).expect("kubeconfig");
-        std::fs::create_dir(dir.path().join("cache")).expect("cache dir");
-        Kubectl { dir }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("kubectl");
-        c.arg("--kubeconfig")
-            .arg(self.dir.path().join("kubeconfig"))
-            .arg("--cache-dir")
-            .arg(self.dir.path().join("cache"))
-            .args(args)
-            .env("HOME", self.dir.path())
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        c
-    }
-
-    fn file(&self, name: &str, content: &str) -> PathBuf {
-        let p = self.dir.path().join(name);
-        std::fs::write(&p, content).expect("write manifest");
-        p
-    }
-
-    async fn run(&self, args: &[&str]) -> Out {
-        let out = tokio::time::timeout(KUBECTL_TIMEOUT, self.command(args).output())
-            .await
-            .unwrap_or_else(|_| panic!("kubectl {args:?} did not finish in {KUBECTL_TIMEOUT:?}"))
-            .expect("kubectl runs");
-        Out {
-            ok: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    /// Runs and fails the test, with kubectl's stderr, unless it succeeds.
-    async fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args).await;
-        assert!(out.ok, "kubectl {args:?} failed\nstdout: {}\nstderr: {}", out.stdout, out.stderr);
-        out.stdout
-    }
-
-    /// Repeats `args` until `pred` holds on stdout (controllers act asynchronously).
-    async fn until(&self, args: &[&str], within: Duration, pred: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let out = self.run(args).await;
-            if out.ok && pred(&out.stdout) {
-                return out.stdout;
-            }
-            assert!(
-                start.elapsed() < within,
-                "kubectl {args:?}: condition not met in {within:?}\nstdout: {}\nstderr: {}",
-                out.stdout,
-                out.stderr
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
 
 async fn sandbox(demo: bool) -> Sandbox {
     Sandbox::start(SandboxOptions {

@@ -1,49 +1,18 @@
 //! What a user does: `kubectl apply` the checked-in CRD and the examples against the demo sandbox, `kubectl
 //! wait` for Ready, `kubectl get` the columns, `kubectl describe` the events.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use machinist::reconcile::controller::{self, Context};
 use machinist::sandbox::SandboxOptions;
-use tokio::process::Command;
+
+#[path = "../common/kubectl.rs"]
+mod cli;
+
+use cli::Kubectl;
 
 use super::bed::bed_in;
 use super::common;
-
-struct Kubectl {
-    dir: tempfile::TempDir,
-}
-
-impl Kubectl {
-    async fn run(&self, args: &[&str]) -> (bool, String, String) {
-        let mut c = Command::new("kubectl");
-        c.arg("--kubeconfig")
-            .arg(self.dir.path().join("kubeconfig"))
-            .arg("--cache-dir")
-            .arg(self.dir.path().join("cache"))
-            .args(args)
-            .env("HOME", self.dir.path())
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        let out = tokio::time::timeout(Duration::from_secs(90), c.output())
-            .await
-            .unwrap_or_else(|_| panic!("kubectl {args:?} did not finish"))
-            .expect("kubectl runs");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    async fn ok(&self, args: &[&str]) -> String {
-        let (ok, stdout, stderr) = self.run(args).await;
-        assert!(ok, "kubectl {args:?} failed\nstdout: {stdout}\nstderr: {stderr}");
-        stdout
-    }
-}
 
 #[tokio::test]
 async fn apply_wait_get_and_describe_a_scalerequest_with_kubectl() {
@@ -54,10 +23,7 @@ async fn apply_wait_get_and_describe_a_scalerequest_with_kubectl() {
         ..SandboxOptions::default()
     };
     let (sb, client) = common::start_with(opts).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("kubeconfig"), sb.kubeconfig_yaml()).expect("kubeconfig");
-    std::fs::create_dir(dir.path().join("cache")).expect("cache dir");
-    let k = Kubectl { dir };
+    let k = Kubectl::new(&sb);
 
     k.ok(&["apply", "-f", "crds/scalerequest.yaml"]).await;
     let b = bed_in(sb, client, "demo".to_string()).await;
@@ -87,14 +53,12 @@ async fn apply_wait_get_and_describe_a_scalerequest_with_kubectl() {
     assert_eq!(replicas.trim(), "2");
 
     // The schema refuses a bad request at apply time, and nothing is stored.
-    let bad = k.dir.path().join("bad.yaml");
-    std::fs::write(
-        &bad,
+    let bad = k.file(
+        "bad.yaml",
         "apiVersion: machinist.dev/v1alpha1\nkind: ScaleRequest\nmetadata:\n  name: bad\nspec:\n  target:\n    \
          name: frontend\n  replicas: -3\n",
-    )
-    .unwrap();
-    let (ok, _, stderr) = k.run(&["apply", "-n", "demo", "-f", bad.to_str().unwrap()]).await;
+    );
+    let cli::Out { ok, stderr, .. } = k.run(&["apply", "-n", "demo", "-f", bad.to_str().unwrap()]).await;
     assert!(!ok && stderr.contains("replicas"), "{stderr}");
     let _ = stop.send(());
 }
