@@ -550,14 +550,9 @@ fn replace(r: &Req, rt: &ResourceType, name: &str, sub: Option<&str>) -> Result<
 }
 
 fn delete_opts(r: &Req) -> Result<DeleteOpts, StatusError> {
-    let body: Value = if r.body.iter().all(|b| b.is_ascii_whitespace()) {
-        json!({})
-    } else if r.content_type() == "application/vnd.kubernetes.protobuf" {
-        super::proto::decode(&r.body)?
-    } else {
-        serde_json::from_slice(&r.body)
-            .map_err(|e| StatusError::bad_request(format!("invalid DeleteOptions: {e}")))?
-    };
+    // Decoded like any request body: JSON, YAML or the protobuf helm's typed clients send.
+    let body: Value =
+        if r.body.iter().all(|b| b.is_ascii_whitespace()) { json!({}) } else { r.body_value()? };
     let s = |p: &str| body.pointer(p).and_then(Value::as_str).map(str::to_string);
     let dry_run = r.dry_run()
         || body.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All"));
