@@ -6,8 +6,8 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
@@ -51,6 +51,50 @@ impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
     }
 }
 
+/// What a cache miss is about: one token, or one user's access.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum MissKey {
+    Token([u8; 32]),
+    Decision(String, Access),
+}
+
+/// One review in flight per key: a burst with one new token costs one review, not one per request, while
+/// misses for other tokens or accesses go ahead (a slow review delays only those waiting for its answer).
+#[derive(Default)]
+struct Flights {
+    locks: Mutex<HashMap<MissKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Held while a review for its key runs; leaving drops the key's lock when nobody else waits on it.
+struct Flight<'a> {
+    flights: &'a Flights,
+    key: MissKey,
+    held: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Flights {
+    async fn enter(&self, key: MissKey) -> Flight<'_> {
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            locks.entry(key.clone()).or_default().clone()
+        };
+        Flight { flights: self, key, held: Some(lock.lock_owned().await) }
+    }
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        let Some(held) = self.held.take() else { return };
+        let lock = tokio::sync::OwnedMutexGuard::mutex(&held).clone();
+        drop(held);
+        let mut locks = self.flights.locks.lock().unwrap_or_else(|e| e.into_inner());
+        // The map's reference and ours: no other task waits for this key.
+        if Arc::strong_count(&lock) == 2 {
+            locks.remove(&self.key);
+        }
+    }
+}
+
 /// A reviewed user: name and groups, both needed by a SubjectAccessReview.
 #[derive(Clone)]
 struct User {
@@ -71,8 +115,7 @@ pub struct KubeAuth {
     tokens: TtlCache<[u8; 32], Option<User>>,
     groups: TtlCache<String, Vec<String>>,
     decisions: TtlCache<(String, Access), bool>,
-    /// Serializes misses so that a burst with one new token costs one review, not one per request.
-    miss: tokio::sync::Mutex<()>,
+    flights: Flights,
     pub counts: ReviewCounts,
 }
 
@@ -83,7 +126,7 @@ impl KubeAuth {
             tokens: TtlCache::new(),
             groups: TtlCache::new(),
             decisions: TtlCache::new(),
-            miss: tokio::sync::Mutex::new(()),
+            flights: Flights::default(),
             counts: ReviewCounts::default(),
         }
     }
@@ -93,7 +136,7 @@ impl KubeAuth {
         if let Some(user) = self.tokens.get(hash) {
             return Ok(user.map(|u| u.name));
         }
-        let _one = self.miss.lock().await;
+        let _one = self.flights.enter(MissKey::Token(*hash)).await;
         if let Some(user) = self.tokens.get(hash) {
             return Ok(user.map(|u| u.name));
         }
@@ -129,7 +172,7 @@ impl KubeAuth {
         if let Some(allowed) = self.decisions.get(&key) {
             return Ok(allowed);
         }
-        let _one = self.miss.lock().await;
+        let _one = self.flights.enter(MissKey::Decision(key.0.clone(), key.1.clone())).await;
         if let Some(allowed) = self.decisions.get(&key) {
             return Ok(allowed);
         }
@@ -179,5 +222,19 @@ mod tests {
             cache.insert(i, true, Duration::from_secs(60));
         }
         assert!(cache.entries.lock().unwrap().len() <= MAX_ENTRIES);
+    }
+
+    #[tokio::test]
+    async fn a_miss_waits_only_for_a_review_of_the_same_key() {
+        let flights = Flights::default();
+        let slow = flights.enter(MissKey::Token([1; 32])).await;
+        let wait = Duration::from_millis(200);
+        let other = tokio::time::timeout(wait, flights.enter(MissKey::Token([2; 32]))).await;
+        assert!(other.is_ok(), "another token's review must not wait for this one");
+        drop(other);
+        let same = tokio::time::timeout(wait, flights.enter(MissKey::Token([1; 32]))).await;
+        assert!(same.is_err(), "the same token waits for the review in flight");
+        drop(slow);
+        assert!(flights.locks.lock().unwrap().is_empty(), "finished flights leave nothing behind");
     }
 }
