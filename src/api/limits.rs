@@ -116,7 +116,13 @@ impl Buckets {
             let quota = Quota { tier, limit: self.limit, remaining: 0, reset_secs: ceil_secs(tat - now) };
             return Outcome::Refused(Refusal { quota, retry_after_secs: ceil_secs(wait).max(1) });
         }
-        tats.insert(key.to_string(), new_tat);
+        match tats.get_mut(key) {
+            Some(t) => *t = new_tat,
+            // Only a caller's first request allocates its key.
+            None => {
+                tats.insert(key.to_string(), new_tat);
+            }
+        }
         let remaining = ((WINDOW - ahead).as_nanos() / self.interval.as_nanos().max(1)) as u32;
         Outcome::Allowed(Quota { tier, limit: self.limit, remaining, reset_secs: ceil_secs(ahead) })
     }
