@@ -150,6 +150,7 @@ pub async fn run_operator(
             delay: args.shutdown_delay(),
             drain_deadline: DRAIN_DEADLINE,
         },
+        args.server.connection_limits(),
     )
     .await;
 
