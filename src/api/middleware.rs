@@ -125,8 +125,10 @@ fn is_problem(response: &Response) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_CONTENT_TYPE.as_bytes()))
 }
 
-/// Keeps the headers the original error response carried (`Allow` on a 405) that the problem did not set.
-fn merge_headers(mut problem: Response, original: Response) -> Response {
+/// Keeps the headers the original error response carried (`Allow` on a 405) that the problem did not set,
+/// and its extensions (the caller's identity and the guard's classification, for the access log).
+fn merge_headers(mut problem: Response, mut original: Response) -> Response {
+    *problem.extensions_mut() = std::mem::take(original.extensions_mut());
     for (name, value) in original.headers() {
         if name != header::CONTENT_TYPE
             && name != header::CONTENT_LENGTH
