@@ -1,7 +1,9 @@
-//! The REST API of API.md: routes, extractors, problem+json errors, OpenAPI.
+//! The REST API of API.md: the route table, the edge every API route goes through (classification, auth,
+//! rate limits), extractors, problem+json errors, OpenAPI.
 //!
 //! It holds no kube `Client` and no AWS client: reads touch only a provider's cache through
-//! `provider::ReadModel`, and the only await is a write through `provider::Writes`.
+//! `provider::ReadModel`, writes go through `provider::Writes`, and callers' tokens through
+//! `provider::Reviewer`.
 
 pub mod auth;
 pub mod body;
