@@ -125,6 +125,42 @@ async fn main() {
     sb.shutdown().await;
 }
 
+/// An operator in `kubernetes` mode with the rate limiter on (`benches/common` turns it off) and the per-IP
+/// read tier at 600 per minute, once ready.
+async fn limited_operator(sb: &Sandbox, stop: &CancellationToken) -> String {
+    let argv = [
+        "machinist",
+        "run",
+        "--http-listen=127.0.0.1:0",
+        "--leader-election=false",
+        "--auth-mode=kubernetes",
+        "--rate-limit-reads-ip=600",
+    ];
+    let parsed = <machinist::config::Cli as clap::Parser>::try_parse_from(argv).expect("operator flags");
+    let machinist::config::Command::Run(args) = parsed.command else {
+        panic!("`run` parses as Command::Run")
+    };
+    let kc = Kubeconfig::from_yaml(&sb.kubeconfig_yaml()).expect("kubeconfig");
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("config");
+    let (ready, addr) = tokio::sync::oneshot::channel();
+    let overrides = Overrides { kube_config: Some(config), ready: Some(ready), ..Overrides::default() };
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        if let Err(e) = machinist::app::run_operator(args, overrides, stop).await {
+            panic!("operator: {e}");
+        }
+    });
+    let base = format!("http://{}", addr.await.expect("the operator listens"));
+    for _ in 0..600 {
+        let r = reqwest::get(format!("{base}/health/readiness")).await;
+        if r.is_ok_and(|r| r.status().is_success()) {
+            return base;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the limited operator never became ready");
+}
+
 /// TokenReviews the sandbox has served since its stats were reset.
 async fn token_reviews(sb: &Sandbox) -> u64 {
     let stats: serde_json::Value =
@@ -155,7 +191,7 @@ async fn valid_reads(http: &reqwest::Client, url: &str, rounds: usize) -> Vec<Du
 
 async fn flood(sb: &Sandbox, ns: &str, quick: bool, stop: &CancellationToken) {
     let total = if quick { 2_000 } else { 10_000 };
-    let base = operator(sb, &["--auth-mode=kubernetes", "--rate-limit-reads-ip=600"], stop).await;
+    let base = limited_operator(sb, stop).await;
     let url = format!("{base}/k8s/machines/{ns}");
     let valid = reqwest::Client::builder()
         .local_address(std::net::IpAddr::from([127, 0, 0, 1]))
