@@ -181,22 +181,22 @@ async fn writes_recorded(sandbox_url: &str) -> Vec<Value> {
         .collect()
 }
 
+/// A sandbox with a fresh namespace holding Deployment `web` (1 replica).
+async fn sandbox_with_web() -> (Sandbox, String) {
+    let sandbox = Sandbox::start(quick_sandbox()).await.expect("sandbox");
+    let ns = common::fresh_namespace(&sandbox);
+    let web = workload("Deployment", "web", 1, json!({"app": "web"}));
+    sandbox.store.create(&Gvr::new("apps", "v1", "deployments"), &ns, web).expect("deployment");
+    (sandbox, ns)
+}
+
 async fn reset_stats(sandbox_url: &str) {
     common::http().delete(format!("{sandbox_url}/sandbox/stats")).send().await.expect("reset stats");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_spelling_of_every_route_is_refused_or_answered_as_its_canonical_form() {
-    let sandbox = Sandbox::start(quick_sandbox()).await.expect("sandbox");
-    let ns = common::fresh_namespace(&sandbox);
-    sandbox
-        .store
-        .create(
-            &Gvr::new("apps", "v1", "deployments"),
-            &ns,
-            workload("Deployment", "web", 1, json!({"app": "web"})),
-        )
-        .expect("deployment");
+    let (sandbox, ns) = sandbox_with_web().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("tokens.yaml");
     std::fs::write(
@@ -314,16 +314,7 @@ async fn writes_outside_the_watched_namespaces_write_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_mode_authorizes_the_decoded_route() {
-    let sandbox = Sandbox::start(quick_sandbox()).await.expect("sandbox");
-    let ns = common::fresh_namespace(&sandbox);
-    sandbox
-        .store
-        .create(
-            &Gvr::new("apps", "v1", "deployments"),
-            &ns,
-            workload("Deployment", "web", 1, json!({"app": "web"})),
-        )
-        .expect("deployment");
+    let (sandbox, ns) = sandbox_with_web().await;
     let reviews: Reviews = serde_yaml::from_str(
         "users: [{token: reader-token, name: reader}]\n\
          rules: [{subjects: [reader], verbs: [get, list], apiGroups: [machinist.dev], resources: ['*']}]\n",
