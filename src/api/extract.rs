@@ -55,7 +55,7 @@ fn target_provider(parts: &Parts, state: &ApiState) -> Result<(Target, Arc<dyn P
     };
     let provider = resolve_provider(state, target.provider)?;
     if target.access.is_write() {
-        provider.reads().admit(target.scope())?;
+        provider.reads().admit_write(target.scope())?;
     }
     Ok((target, provider))
 }

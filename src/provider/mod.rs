@@ -85,12 +85,10 @@ pub trait ReadModel: Send + Sync {
     fn gateways(&self, scope: &str) -> Result<Vec<Fragment>>;
     fn httproute(&self, scope: &str, name: &str) -> Result<Fragment>;
 
-    /// Whether `scope` is served: `ScopeNotWatched` outside the watched scopes, `NotReady` before the first
-    /// sync. Every write asks this before any API call. The default asks the cheapest read, which admits
-    /// the scope first like every read does; a cache may answer it directly.
-    fn admit(&self, scope: &str) -> Result<()> {
-        self.gateways(scope).map(drop)
-    }
+    /// Whether a write may name `scope`: `ScopeNotWatched` outside the configured scopes (`--namespaces`,
+    /// the polled ECS clusters). Every write asks this before any API call. It does not wait for the first
+    /// sync, nor for the watcher to see a new namespace: Kubernetes refuses a write to one that is absent.
+    fn admit_write(&self, scope: &str) -> Result<()>;
 }
 
 /// What a write names: a controller in a scope, with an optional kind hint.

@@ -166,6 +166,14 @@ fn kube_object(kind: &str, name: &str) -> Value {
 }
 
 impl ReadModel for Fake {
+    fn admit_write(&self, scope: &str) -> Result<()> {
+        if scope == self.scope {
+            Ok(())
+        } else {
+            Err(ProviderError::ScopeNotWatched { scope_kind: "namespace", scope: scope.into() })
+        }
+    }
+
     fn machine(&self, scope: &str, id: &str) -> Result<Fragment> {
         self.check(scope)?;
         machines()
