@@ -122,7 +122,11 @@ pub async fn run_operator(
         providers.push(ecs.clone());
     }
 
-    let edge = crate::api::auth::Edge::new(&args.edge.edge_config(), kube.as_ref().map(|k| k.0.clone()))?;
+    let reviewer = kube.as_ref().map(|k| {
+        Arc::new(crate::provider::k8s::review::KubeReviewer::new(k.0.clone()))
+            as Arc<dyn crate::provider::Reviewer>
+    });
+    let edge = crate::api::auth::Edge::new(&args.edge.edge_config(), reviewer)?;
     let state = crate::api::ApiState::new(providers, args.write_timeout)
         .with_edge(Arc::new(edge))
         .with_stopping(shutdown.clone());
@@ -146,6 +150,7 @@ pub async fn run_operator(
             delay: args.shutdown_delay(),
             drain_deadline: DRAIN_DEADLINE,
         },
+        args.server.connection_limits(),
     )
     .await;
 

@@ -131,6 +131,38 @@ pub struct OperatorArgs {
 
     #[command(flatten)]
     pub edge: EdgeArgs,
+
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// What one client connection may hold (`serve::ConnectionLimits`).
+#[derive(Clone, Debug, Args)]
+pub struct ServerArgs {
+    /// Seconds a request head may take to arrive, from the connection opening or its previous response
+    /// (so idle keep-alive connections are closed after this long as well).
+    #[arg(long = "http-header-timeout", env = "PLT_HTTP_HEADER_TIMEOUT_SECS", default_value = "10", value_parser = parse_secs)]
+    pub header_timeout: Duration,
+
+    /// Seconds a connection may move no byte in either direction before it is closed (keep it above
+    /// --write-timeout).
+    #[arg(long = "http-idle-timeout", env = "PLT_HTTP_IDLE_TIMEOUT_SECS", default_value = "60", value_parser = parse_secs)]
+    pub idle_timeout: Duration,
+
+    /// Open client connections at most; more wait in the listen backlog.
+    #[arg(long = "http-max-connections", env = "PLT_HTTP_MAX_CONNECTIONS", default_value = "1024",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+}
+
+impl ServerArgs {
+    pub fn connection_limits(&self) -> crate::serve::ConnectionLimits {
+        crate::serve::ConnectionLimits {
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections as usize,
+        }
+    }
 }
 
 /// The API edge: authentication and rate limits (API.md "Rate limits and auth").
@@ -298,6 +330,8 @@ mod tests {
         assert!(run.namespaces.is_empty());
         assert_eq!(run.provider, Providers { k8s: true, ecs: false });
         assert_eq!(run.write_timeout, Duration::from_secs(10));
+        assert_eq!(run.server.connection_limits(), crate::serve::ConnectionLimits::default());
+        assert!(parse(&["run", "--http-max-connections=0"]).is_err());
         let edge = run.edge.edge_config();
         assert_eq!(edge.mode, crate::api::auth::AuthMode::None);
         assert_eq!(edge.limits, crate::api::limits::RateLimitConfig::default(), "API.md's defaults");

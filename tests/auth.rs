@@ -177,7 +177,10 @@ async fn static_mode_answers_401_403_and_200() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["type"], "urn:problem:machinist:forbidden");
     let detail = body["detail"].as_str().unwrap_or_default();
-    assert!(detail.contains(&format!("update controllers.machinist.dev in namespace {ns}")), "{detail}");
+    assert!(
+        detail.contains(&format!("update controllers/scale.machinist.dev in namespace {ns}")),
+        "{detail}"
+    );
 
     let (status, _, body) =
         send(http.post(&scale).bearer_auth("alice-token").json(&json!({"replicas": 2}))).await;

@@ -1,5 +1,6 @@
 //! The API edge: who is calling (`none`, `static` bearer tokens, `kubernetes` TokenReview), whether they may
-//! (rights, or SubjectAccessReview on the target resource and verb), and the rate limits, in one middleware.
+//! (the token's rights, or SubjectAccessReview on the target resource and verb), and the rate limits, in one
+//! middleware that runs after routing on the classified [`Target`].
 //!
 //! It must never log, echo or store a token: tokens are hashed (SHA-256) as soon as they are read, caches are
 //! keyed by the hash, and problems name the identity and the missing permission only.
@@ -9,19 +10,22 @@ mod tokens;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-pub use kube_review::{KubeAuth, ReviewCounts};
-pub use tokens::{StaticTokens, TokenFileError};
+pub use kube_review::KubeAuth;
+pub use tokens::{Rights, StaticTokens, TokenFileError};
 
 use crate::api::ApiState;
-use crate::api::limits::{self, RateLimitConfig, RateLimiter};
+use crate::api::limits::{self, Quota, RateLimitConfig, RateLimiter, Refusal};
 use crate::api::problem::Problem;
+use crate::api::target::Target;
+use crate::provider::{Access, ReviewedUser, Reviewer};
 
 /// The longest Authorization header considered; longer ones are refused before hashing.
 pub const MAX_AUTHORIZATION_BYTES: usize = 8 * 1024;
@@ -52,58 +56,23 @@ impl AuthMode {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity(pub String);
 
-/// What a request does, in RBAC terms: `verb` on `resource` in `namespace` (the scope), API group
-/// `machinist.dev` for k8s and `ecs.machinist.dev` for ECS.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Access {
-    pub verb: &'static str,
-    pub group: &'static str,
-    pub resource: String,
-    pub namespace: String,
-    pub name: String,
+/// Who is calling and what decides their rights.
+enum Caller {
+    /// Auth mode `none`: anyone may do anything.
+    Anyone,
+    /// A static token, with its own rights.
+    Token { identity: Identity, rights: Rights },
+    /// A token the cluster authenticated; RBAC decides, per token.
+    Reviewed { hash: [u8; 32], user: ReviewedUser },
 }
 
-impl Access {
-    /// The request's access, from its method and path; `None` for paths that are no API route.
-    pub fn of(method: &Method, path: &str) -> Option<Access> {
-        let path = path.strip_prefix("/api/v1").unwrap_or(path);
-        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        let (group, rest) = match segments.as_slice() {
-            ["providers"] => ("machinist.dev", &[][..]),
-            ["k8s", rest @ ..] => ("machinist.dev", rest),
-            ["ecs", rest @ ..] => ("ecs.machinist.dev", rest),
-            _ => return None,
-        };
-        let (resource, namespace, name) = match rest {
-            [] => ("providers".to_string(), "", ""),
-            ["gateway", kind, scope, name @ ..] => {
-                (kind.to_string(), *scope, name.first().copied().unwrap_or(""))
-            }
-            [kind, scope, name @ ..] => (kind.to_string(), *scope, name.first().copied().unwrap_or("")),
-            _ => return None,
-        };
-        let verb = match *method {
-            Method::GET | Method::HEAD if name.is_empty() => "list",
-            Method::GET | Method::HEAD => "get",
-            Method::PATCH => "patch",
-            Method::DELETE => "delete",
-            _ => "update",
-        };
-        Some(Access { verb, group, resource, namespace: namespace.to_string(), name: name.to_string() })
-    }
-
-    pub fn is_write(&self) -> bool {
-        !matches!(self.verb, "get" | "list")
-    }
-
-    /// The permission as RBAC names it, for a 403.
-    pub fn permission(&self) -> String {
-        let scope = if self.namespace.is_empty() {
-            String::new()
-        } else {
-            format!(" in namespace {}", self.namespace)
-        };
-        format!("{} {}.{}{scope}", self.verb, self.resource, self.group)
+impl Caller {
+    fn identity(&self) -> Option<Identity> {
+        match self {
+            Caller::Anyone => None,
+            Caller::Token { identity, .. } => Some(identity.clone()),
+            Caller::Reviewed { user, .. } => Some(Identity(user.name.clone())),
+        }
     }
 }
 
@@ -119,8 +88,8 @@ pub struct EdgeConfig {
 pub enum EdgeError {
     #[error("auth mode static needs a tokens file (--auth-tokens-file)")]
     NoTokensFile,
-    #[error("auth mode kubernetes needs the k8s provider's client")]
-    NoKubeClient,
+    #[error("auth mode kubernetes needs the k8s provider (TokenReview and SubjectAccessReview)")]
+    NoReviewer,
     #[error(transparent)]
     Tokens(#[from] TokenFileError),
 }
@@ -144,8 +113,8 @@ impl Default for Edge {
 }
 
 impl Edge {
-    /// Builds the edge; `kube` is needed in `kubernetes` mode only.
-    pub fn new(config: &EdgeConfig, kube: Option<kube::Client>) -> Result<Edge, EdgeError> {
+    /// Builds the edge; `reviewer` is needed in `kubernetes` mode only.
+    pub fn new(config: &EdgeConfig, reviewer: Option<Arc<dyn Reviewer>>) -> Result<Edge, EdgeError> {
         let auth = match config.mode {
             AuthMode::None => Authenticator::None,
             AuthMode::Static => {
@@ -153,7 +122,7 @@ impl Edge {
                 Authenticator::Static(StaticTokens::load(file)?)
             }
             AuthMode::Kubernetes => {
-                Authenticator::Kubernetes(Box::new(KubeAuth::new(kube.ok_or(EdgeError::NoKubeClient)?)))
+                Authenticator::Kubernetes(Box::new(KubeAuth::new(reviewer.ok_or(EdgeError::NoReviewer)?)))
             }
         };
         Ok(Edge { auth, limiter: RateLimiter::new(config.limits) })
@@ -171,37 +140,41 @@ impl Edge {
         &self.limiter
     }
 
-    /// The caller's identity; `Ok(None)` in `none` mode.
-    async fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Identity>, Problem> {
-        if matches!(self.auth, Authenticator::None) {
-            return Ok(None);
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, Problem> {
+        let invalid = || unauthorized("invalid or expired token");
+        match &self.auth {
+            Authenticator::None => Ok(Caller::Anyone),
+            Authenticator::Static(tokens) => {
+                let (_, hash) = bearer(headers)?;
+                let (identity, rights) = tokens.lookup(&hash).ok_or_else(invalid)?;
+                Ok(Caller::Token { identity: Identity(identity), rights })
+            }
+            Authenticator::Kubernetes(kube) => {
+                let (token, hash) = bearer(headers)?;
+                let user = kube.user(token, &hash).await?.ok_or_else(invalid)?;
+                Ok(Caller::Reviewed { hash, user })
+            }
         }
-        let (token, hash) = bearer(headers)?;
-        let identity = match &self.auth {
-            Authenticator::None => None,
-            Authenticator::Static(tokens) => tokens.identity(&hash),
-            Authenticator::Kubernetes(kube) => kube.identity(token, &hash).await?,
-        };
-        identity.map(|i| Some(Identity(i))).ok_or_else(|| unauthorized("invalid or expired token"))
     }
 
-    async fn authorize(&self, identity: Option<&Identity>, access: &Access) -> Result<(), Problem> {
-        let allowed = match (&self.auth, identity) {
+    async fn authorize(&self, caller: &Caller, access: &Access) -> Result<(), Problem> {
+        let allowed = match (&self.auth, caller) {
             (Authenticator::None, _) => true,
-            (_, None) => false,
-            (Authenticator::Static(tokens), Some(identity)) => tokens.allows(&identity.0, access),
-            (Authenticator::Kubernetes(kube), Some(identity)) => kube.allows(&identity.0, access).await?,
+            (_, Caller::Token { rights, .. }) => rights.allow(access),
+            (Authenticator::Kubernetes(kube), Caller::Reviewed { hash, user }) => {
+                kube.allows(hash, user, access).await?
+            }
+            _ => false,
         };
         if allowed {
-            Ok(())
-        } else {
-            let who = identity.map(|i| i.0.as_str()).unwrap_or("anonymous");
-            Err(Problem::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("{who} may not {}: missing permission", access.permission()),
-            ))
+            return Ok(());
         }
+        let who = caller.identity().map(|i| i.0).unwrap_or_else(|| "anonymous".into());
+        Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("{who} may not {}: missing permission", access.permission()),
+        ))
     }
 }
 
@@ -244,47 +217,68 @@ fn hash_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-/// The middleware on every API route (health, metrics and OpenAPI are not behind it): authenticate, rate
-/// limit, authorize, then stamp the rate-limit headers on whatever the handler answers.
+/// The middleware on every API route, run after routing (health, metrics and OpenAPI are not behind it):
+/// the per-IP and global limits, the classification of the matched route and its decoded parameters, then
+/// authentication, the per-identity limit and authorization. The handler gets the classified [`Target`] and
+/// nothing else: no request reaches a handler unclassified or unauthenticated.
 pub async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     let edge = state.edge.clone();
     let mode = edge.mode().as_str();
     let decisions = &crate::metrics::metrics().auth_decisions;
-    let Some(access) = Access::of(request.method(), request.uri().path()) else {
-        return next.run(request).await;
-    };
-    let identity = match edge.authenticate(request.headers()).await {
-        Ok(identity) => identity,
-        Err(problem) => {
-            decisions.with_label_values(&[mode, "unauthenticated"]).inc();
-            return problem.into_response();
-        }
-    };
+    let write = !matches!(*request.method(), Method::GET | Method::HEAD);
     let peer: Option<IpAddr> =
         request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
     let ip = edge.limiter.client_ip(peer, request.headers());
-    let quota = match edge.limiter.check(access.is_write(), identity.as_ref().map(|i| i.0.as_str()), ip) {
-        Ok(quota) => quota,
-        Err(refusal) => {
-            let mut response = limits::problem(&refusal).into_response();
-            limits::stamp(response.headers_mut(), &refusal.quota);
-            if let Some(identity) = identity {
-                response.extensions_mut().insert(identity);
+    let admission = match edge.limiter.admit(write, ip) {
+        Ok(admission) => admission,
+        Err(refusal) => return refused(&refusal, None),
+    };
+    let quota = admission.quota();
+    let (mut parts, body) = request.into_parts();
+    let target = match Target::of_request(&mut parts).await {
+        Ok(target) => target,
+        Err(problem) => {
+            let mut response = problem.into_response();
+            let template = parts.extensions.get::<MatchedPath>().map(MatchedPath::as_str);
+            if response.status() == StatusCode::METHOD_NOT_ALLOWED
+                && let Some(allow) = template.and_then(crate::api::target::allow)
+                && let Ok(allow) = HeaderValue::from_str(&allow)
+            {
+                response.headers_mut().insert(header::ALLOW, allow);
             }
-            return response;
+            return finish(response, quota, None);
         }
     };
-    if let Err(problem) = edge.authorize(identity.as_ref(), &access).await {
+    let caller = match edge.authenticate(&parts.headers).await {
+        Ok(caller) => caller,
+        Err(problem) => {
+            let result = if problem.status == 401 { "unauthenticated" } else { "error" };
+            decisions.with_label_values(&[mode, result]).inc();
+            return finish(problem.into_response(), quota, None);
+        }
+    };
+    let identity = caller.identity();
+    let quota = match identity.as_ref() {
+        Some(identity) => match admission.identity(&identity.0) {
+            Ok(quota) => quota,
+            Err(refusal) => return refused(&refusal, Some(identity.clone())),
+        },
+        None => quota,
+    };
+    if let Err(problem) = edge.authorize(&caller, &target.access).await {
         let result = if problem.status == 403 { "forbidden" } else { "error" };
         decisions.with_label_values(&[mode, result]).inc();
-        let mut response = problem.into_response();
-        if let Some(identity) = identity {
-            response.extensions_mut().insert(identity);
-        }
-        return response;
+        return finish(problem.into_response(), quota, identity);
     }
     decisions.with_label_values(&[mode, "allowed"]).inc();
-    let mut response = next.run(request).await;
+    parts.extensions.insert(target.clone());
+    let mut response = next.run(Request::from_parts(parts, body)).await;
+    // What was authorized, for the access log and for the tests that compare it with what the handler did.
+    response.extensions_mut().insert(target);
+    finish(response, quota, identity)
+}
+
+fn finish(mut response: Response, quota: Option<Quota>, identity: Option<Identity>) -> Response {
     if let Some(quota) = quota {
         limits::stamp(response.headers_mut(), &quota);
     }
@@ -292,6 +286,10 @@ pub async fn guard(State(state): State<ApiState>, request: Request, next: Next) 
         response.extensions_mut().insert(identity);
     }
     response
+}
+
+fn refused(refusal: &Refusal, identity: Option<Identity>) -> Response {
+    finish(limits::problem(refusal).into_response(), Some(refusal.quota), identity)
 }
 
 /// Problem for a failed review call: the caller is not at fault, so 503 with a short Retry-After.
@@ -328,21 +326,6 @@ mod tests {
         assert_eq!(bearer(&HeaderMap::new()).unwrap_err().status, 401);
         let huge = format!("Bearer {}", "a".repeat(MAX_AUTHORIZATION_BYTES));
         assert_eq!(bearer(&headers(huge.as_bytes())).unwrap_err().status, 401);
-    }
-
-    #[test]
-    fn access_maps_routes_to_rbac_verbs_and_resources() {
-        let a = Access::of(&Method::POST, "/api/v1/k8s/controllers/team-a/web").unwrap();
-        assert_eq!(a.permission(), "update controllers.machinist.dev in namespace team-a");
-        assert!(a.is_write());
-        let a = Access::of(&Method::GET, "/ecs/machines/prod").unwrap();
-        assert_eq!((a.verb, a.group, a.resource.as_str()), ("list", "ecs.machinist.dev", "machines"));
-        let a = Access::of(&Method::PATCH, "/k8s/machines/ns/pod-1/labels").unwrap();
-        assert_eq!((a.verb, a.name.as_str()), ("patch", "pod-1"));
-        let a = Access::of(&Method::PUT, "/k8s/gateway/httproutes/ns").unwrap();
-        assert_eq!((a.verb, a.resource.as_str(), a.namespace.as_str()), ("update", "httproutes", "ns"));
-        assert_eq!(Access::of(&Method::GET, "/providers").unwrap().verb, "list");
-        assert!(Access::of(&Method::GET, "/health/liveness").is_none());
     }
 
     #[test]

@@ -1,21 +1,20 @@
-//! Extractors whose rejections are problems: provider + validated path segments, read queries, JSON bodies.
+//! Extractors whose rejections are problems: the provider and path segments of the guard's [`Target`], read
+//! queries, JSON bodies.
 //!
-//! Everything a handler receives has been checked here, so a bad name or body gives 400 before any provider
+//! Everything a handler receives has been checked, so a bad name or body gives 400 before any provider
 //! is touched. This module must not log or echo request bodies (Secrets pass through it).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::{StatusCode, header, request::Parts};
 use bytes::Bytes;
 
 use crate::api::ApiState;
+use crate::api::names::truncate;
 use crate::api::problem::{self, Problem};
+use crate::api::target::{KNOWN_PROVIDERS, Target};
 use crate::provider::{ControllerKind, Provider};
-
-/// The providers a path can name; any other first segment is an unknown route.
-pub const KNOWN_PROVIDERS: [&str; 2] = ["k8s", "ecs"];
 
 /// `/{provider}/.../{scope}`: an enabled provider and a valid scope name.
 pub struct ScopePath {
@@ -30,13 +29,6 @@ pub struct ObjectPath {
     pub name: String,
 }
 
-async fn path_params(parts: &mut Parts) -> Result<HashMap<String, String>, Problem> {
-    Path::<HashMap<String, String>>::from_request_parts(parts, &())
-        .await
-        .map(|Path(params)| params)
-        .map_err(|rejection| Problem::bad_request(format!("invalid path: {}", rejection.body_text())))
-}
-
 /// Resolves the `{provider}` segment: unknown names and disabled providers are both 404, told apart by slug.
 pub fn resolve_provider(state: &ApiState, name: &str) -> Result<Arc<dyn Provider>, Problem> {
     if let Some(provider) = state.providers.iter().find(|p| p.name() == name) {
@@ -49,24 +41,31 @@ pub fn resolve_provider(state: &ApiState, name: &str) -> Result<Arc<dyn Provider
     }
 }
 
-fn scope_from(
-    state: &ApiState,
-    params: &HashMap<String, String>,
-) -> Result<(Arc<dyn Provider>, String), Problem> {
-    let provider_name = params.get("provider").map(String::as_str).unwrap_or("");
-    let provider = resolve_provider(state, provider_name)?;
-    let scope = params.get("scope").cloned().unwrap_or_default();
-    validate_scope(provider.name(), &scope)?;
-    Ok((provider, scope))
+/// The provider of the request's [`Target`], the one the guard authorized: handlers never read the path
+/// again. A write's scope is admitted here, before any handler code, so that nothing is written outside the
+/// watched scopes.
+fn target_provider(parts: &Parts, state: &ApiState) -> Result<(Target, Arc<dyn Provider>), Problem> {
+    let Some(target) = parts.extensions.get::<Target>().cloned() else {
+        tracing::error!(path = parts.uri.path(), "a handler ran without the guard's classification");
+        return Err(Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal-error",
+            "request not classified",
+        ));
+    };
+    let provider = resolve_provider(state, target.provider)?;
+    if target.access.is_write() {
+        provider.reads().admit_write(target.scope())?;
+    }
+    Ok((target, provider))
 }
 
 impl FromRequestParts<ApiState> for ScopePath {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Problem> {
-        let params = path_params(parts).await?;
-        let (provider, scope) = scope_from(state, &params)?;
-        Ok(ScopePath { provider, scope })
+        let (target, provider) = target_provider(parts, state)?;
+        Ok(ScopePath { provider, scope: target.access.namespace })
     }
 }
 
@@ -74,11 +73,8 @@ impl FromRequestParts<ApiState> for ObjectPath {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Problem> {
-        let params = path_params(parts).await?;
-        let (provider, scope) = scope_from(state, &params)?;
-        let name = params.get("name").or_else(|| params.get("id")).cloned().unwrap_or_default();
-        validate_object_name(provider.name(), &name)?;
-        Ok(ObjectPath { provider, scope, name })
+        let (target, provider) = target_provider(parts, state)?;
+        Ok(ObjectPath { provider, scope: target.access.namespace, name: target.access.name })
     }
 }
 
@@ -190,117 +186,5 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| Problem::bad_request(format!("malformed JSON body: {e}")))
-    }
-}
-
-/// Shortens user input quoted in a problem detail.
-pub fn truncate(value: &str) -> &str {
-    match value.char_indices().nth(64) {
-        Some((i, _)) => &value[..i],
-        None => value,
-    }
-}
-
-fn is_alnum_lower(b: u8) -> bool {
-    b.is_ascii_lowercase() || b.is_ascii_digit()
-}
-
-/// RFC 1123 label: what Kubernetes requires of a namespace.
-pub fn is_dns1123_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter().all(|&c| is_alnum_lower(c) || c == b'-')
-        && is_alnum_lower(b[0])
-        && is_alnum_lower(b[b.len() - 1])
-}
-
-/// RFC 1123 subdomain: what Kubernetes requires of most object names.
-pub fn is_dns1123_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns1123_label)
-}
-
-/// ECS cluster, service and task names: letters, digits, `-` and `_`, up to 255.
-pub fn is_ecs_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 255 && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-}
-
-pub fn validate_scope(provider: &str, scope: &str) -> Result<(), Problem> {
-    let (valid, what) = match provider {
-        "ecs" => (is_ecs_name(scope), "an ECS cluster name"),
-        _ => (is_dns1123_label(scope), "a Kubernetes namespace name (RFC 1123 label)"),
-    };
-    if valid { Ok(()) } else { Err(Problem::bad_request(format!("{:?} is not {what}", truncate(scope)))) }
-}
-
-pub fn validate_object_name(provider: &str, name: &str) -> Result<(), Problem> {
-    let (valid, what) = match provider {
-        "ecs" => (is_ecs_name(name), "an ECS name"),
-        _ => (is_dns1123_subdomain(name), "a Kubernetes object name (RFC 1123 subdomain)"),
-    };
-    if valid { Ok(()) } else { Err(Problem::bad_request(format!("{:?} is not {what}", truncate(name)))) }
-}
-
-fn is_label_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-}
-
-/// A Kubernetes label key: `[prefix/]name`, the prefix a DNS subdomain.
-pub fn k8s_label_key_error(key: &str) -> Option<String> {
-    let (prefix, name) = match key.split_once('/') {
-        Some((prefix, name)) => (Some(prefix), name),
-        None => (None, key),
-    };
-    if let Some(prefix) = prefix
-        && !is_dns1123_subdomain(prefix)
-    {
-        return Some("the prefix must be a DNS subdomain".into());
-    }
-    if !is_label_name(name) {
-        return Some(
-            "the name must be 1-63 characters of [A-Za-z0-9-_.], starting and ending alphanumeric".into(),
-        );
-    }
-    None
-}
-
-/// A Kubernetes label value: empty, or like a label name.
-pub fn k8s_label_value_error(value: &str) -> Option<String> {
-    if value.is_empty() || is_label_name(value) {
-        None
-    } else {
-        Some("must be empty or 1-63 characters of [A-Za-z0-9-_.], starting and ending alphanumeric".into())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names() {
-        assert!(is_dns1123_label("default"));
-        assert!(!is_dns1123_label("Default"));
-        assert!(!is_dns1123_label("-a"));
-        assert!(!is_dns1123_label(&"a".repeat(64)));
-        assert!(is_dns1123_subdomain("web-7d4b9c.x2k4p"));
-        assert!(!is_dns1123_subdomain("a..b"));
-        assert!(!is_dns1123_subdomain(&"a.".repeat(127)));
-        assert!(is_ecs_name("My_Cluster-1"));
-        assert!(!is_ecs_name("a.b"));
-    }
-
-    #[test]
-    fn label_keys_and_values() {
-        assert_eq!(k8s_label_key_error("app.kubernetes.io/name"), None);
-        assert!(k8s_label_key_error("bad key").is_some());
-        assert!(k8s_label_key_error("Bad_/x").is_some());
-        assert_eq!(k8s_label_value_error(""), None);
-        assert!(k8s_label_value_error("-x").is_some());
     }
 }

@@ -1,4 +1,4 @@
-//! Probes and operational routes: `/health/*`, `/metrics`, `/openapi.json`.
+//! Probes and metrics: `/health/*`, `/metrics`.
 //!
 //! Liveness depends on nothing but this process serving; startup and readiness read each provider's
 //! `health()`. None of them may call an API server.
@@ -76,7 +76,7 @@ pub async fn readiness(State(state): State<ApiState>) -> Result<Json<HealthRepor
 
 /// 200 while the process serves; depends on nothing else.
 #[utoipa::path(get, path = "/health/liveness", tag = "health",
-    responses((status = 200, description = "Alive", body = crate::api::openapi::Status)))]
+    responses((status = 200, description = "Alive", body = crate::api::body::Status)))]
 pub async fn liveness() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
@@ -90,11 +90,4 @@ pub async fn metrics() -> Response {
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(crate::metrics::CONTENT_TYPE));
     response
-}
-
-/// This document.
-#[utoipa::path(get, path = "/openapi.json", tag = "health",
-    responses((status = 200, description = "The OpenAPI 3 document", body = Object)))]
-pub async fn openapi() -> Response {
-    crate::api::reads::json_bytes(crate::api::openapi::openapi_json().into_bytes())
 }

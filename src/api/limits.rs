@@ -2,7 +2,8 @@
 //! reads and writes, and the `X-RateLimit-*` / IETF `RateLimit` headers of a limited response.
 //!
 //! It owns the bucket arithmetic and the bounded key tables; it must not authenticate (the identity is given)
-//! and must not hold a lock across an await. Memory is bounded: a table holds at most [`MAX_KEYS`] keys.
+//! and must not hold a lock across an await. The per-IP and global tiers are taken first ([`RateLimiter::admit`],
+//! before authentication), the identity tier once the caller is known ([`Admission::identity`]). Memory is bounded: a table holds at most [`MAX_KEYS`] keys.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -161,6 +162,58 @@ impl Class {
     }
 }
 
+/// A request that passed the per-IP and global tiers; the identity tier comes once the caller is known.
+pub struct Admission<'a> {
+    class: &'a Class,
+    ip_key: Option<String>,
+    /// Whether the IP and the global tier took a token (to give back if a later tier refuses).
+    taken: [bool; 2],
+    tightest: Option<Quota>,
+}
+
+impl Admission<'_> {
+    /// The tightest tier so far, for the response headers.
+    pub fn quota(&self) -> Option<Quota> {
+        self.tightest
+    }
+
+    fn note(&mut self, quota: Quota) {
+        if self.tightest.is_none_or(|t| quota.remaining < t.remaining) {
+            self.tightest = Some(quota);
+        }
+    }
+
+    fn refund(&self) {
+        if let (true, Some(buckets), Some(key)) = (self.taken[0], &self.class.ip, &self.ip_key) {
+            buckets.refund(key);
+        }
+        if let (true, Some(buckets)) = (self.taken[1], &self.class.global) {
+            buckets.refund("");
+        }
+    }
+
+    /// Takes a token from the authenticated caller's bucket. When it refuses, the IP and global tokens are
+    /// given back: a refused request takes none.
+    pub fn identity(self, identity: &str) -> Result<Option<Quota>, Refusal> {
+        self.identity_at(identity, Instant::now())
+    }
+
+    fn identity_at(mut self, identity: &str, now: Instant) -> Result<Option<Quota>, Refusal> {
+        let Some(buckets) = &self.class.identity else { return Ok(self.tightest) };
+        match buckets.take(Tier::Identity, identity, now) {
+            Outcome::Allowed(quota) => {
+                self.note(quota);
+                Ok(self.tightest)
+            }
+            Outcome::Refused(refusal) => {
+                self.refund();
+                crate::metrics::metrics().rate_limited.with_label_values(&[Tier::Identity.as_str()]).inc();
+                Err(refusal)
+            }
+        }
+    }
+}
+
 /// Every bucket of the process.
 pub struct RateLimiter {
     config: RateLimitConfig,
@@ -195,34 +248,44 @@ impl RateLimiter {
         ip: Option<IpAddr>,
         now: Instant,
     ) -> Result<Option<Quota>, Refusal> {
+        let admission = self.admit_at(write, ip, now)?;
+        match identity {
+            Some(identity) => admission.identity_at(identity, now),
+            None => Ok(admission.quota()),
+        }
+    }
+
+    /// The tiers that need no identity (per client IP, global): what runs before authentication, so that a
+    /// flood of made-up tokens is limited before any of them costs a review. The tokens taken stay taken
+    /// when authentication then fails.
+    pub fn admit(&self, write: bool, ip: Option<IpAddr>) -> Result<Admission<'_>, Refusal> {
+        self.admit_at(write, ip, Instant::now())
+    }
+
+    fn admit_at(&self, write: bool, ip: Option<IpAddr>, now: Instant) -> Result<Admission<'_>, Refusal> {
         let class = if write { &self.writes } else { &self.reads };
-        let ip_key = ip.map(|ip| ip.to_string());
+        let mut admission =
+            Admission { class, ip_key: ip.map(|ip| ip.to_string()), taken: [false; 2], tightest: None };
+        let ip_key = admission.ip_key.clone();
         let tiers = [
-            (Tier::Identity, class.identity.as_ref(), identity),
             (Tier::Ip, class.ip.as_ref(), ip_key.as_deref()),
             (Tier::Global, class.global.as_ref(), Some("")),
         ];
-        let mut taken: Vec<(&Buckets, &str)> = Vec::with_capacity(3);
-        let mut tightest: Option<Quota> = None;
-        for (tier, buckets, key) in tiers {
+        for (i, (tier, buckets, key)) in tiers.into_iter().enumerate() {
             let (Some(buckets), Some(key)) = (buckets, key) else { continue };
             match buckets.take(tier, key, now) {
                 Outcome::Allowed(quota) => {
-                    taken.push((buckets, key));
-                    if tightest.is_none_or(|t| quota.remaining < t.remaining) {
-                        tightest = Some(quota);
-                    }
+                    admission.taken[i] = true;
+                    admission.note(quota);
                 }
                 Outcome::Refused(refusal) => {
-                    for (buckets, key) in taken {
-                        buckets.refund(key);
-                    }
+                    admission.refund();
                     crate::metrics::metrics().rate_limited.with_label_values(&[tier.as_str()]).inc();
                     return Err(refusal);
                 }
             }
         }
-        Ok(tightest)
+        Ok(admission)
     }
 
     /// Keys held by the per-identity and per-IP tables, for the memory bound's test.

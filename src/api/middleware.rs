@@ -1,12 +1,15 @@
-//! What every response goes through: problem rendering, `X-API-Version`, request metrics and the access log.
+//! What every response goes through: the request id, problem rendering, `X-API-Version`, request metrics
+//! and the access log.
 //!
-//! Metrics and logs use the route template (`MatchedPath`), never the raw path, so label values stay bounded
-//! and no object name reaches a metric. This module must not read or log request bodies.
+//! Metrics and logs use the route template (`MatchedPath`), never the raw path, and a method outside the
+//! standard set is `other`, so label values stay bounded whatever callers send and no object name reaches a
+//! metric. A caller's `X-Request-Id` is kept only when it is short and of a safe charset, so it cannot forge
+//! log lines. This module must not read or log request bodies.
 
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, OriginalUri, Request};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -15,11 +18,61 @@ use crate::api::problem::{self, PROBLEM_CONTENT_TYPE, Problem};
 pub const API_VERSION_HEADER: &str = "x-api-version";
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// The longest caller-sent request id kept.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Whether a caller's request id may be kept and logged: 1 to 128 of `[A-Za-z0-9._:-]`.
+pub fn is_safe_request_id(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID_LEN
+        && id.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// A random UUID (version 4) for a request that brought no usable id.
+fn new_request_id() -> String {
+    let bits = fastrand::u128(..) & !(0xf << 76) & !(0x3 << 62) | (0x4 << 76) | (0x2 << 62);
+    let hex = format!("{bits:032x}");
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+}
+
+/// Keeps the caller's `X-Request-Id` when it is safe, otherwise replaces it with a new one, and echoes the
+/// one used on the response.
+pub async fn request_id(mut request: Request, next: Next) -> Response {
+    let ids = request.headers().get_all(REQUEST_ID_HEADER);
+    let mut iter = ids.iter();
+    let kept = match (iter.next(), iter.next()) {
+        (Some(id), None) if is_safe_request_id(id.as_bytes()) => Some(id.clone()),
+        _ => None,
+    };
+    let id = kept
+        .unwrap_or_else(|| HeaderValue::from_str(&new_request_id()).unwrap_or(HeaderValue::from_static("-")));
+    request.headers_mut().insert(REQUEST_ID_HEADER, id.clone());
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(REQUEST_ID_HEADER, id);
+    response
+}
+
+/// The method as a metric label: the standard methods by name, anything else `other`.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 /// Renders problems with their `instance`, turns any other error response into a problem, stamps
 /// `X-API-Version`, records the request duration and logs the request.
 pub async fn finish(request: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = request.method().clone();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -51,10 +104,10 @@ pub async fn finish(request: Request, next: Next) -> Response {
     let elapsed = start.elapsed();
     crate::metrics::metrics()
         .http_request_duration
-        .with_label_values(&[method.as_str(), route.as_str(), status.as_str()])
+        .with_label_values(&[method, route.as_str(), status.as_str()])
         .observe(elapsed.as_secs_f64());
     tracing::info!(
-        method = %method,
+        method,
         route = %route,
         identity = %identity,
         status = status.as_u16(),
@@ -72,8 +125,10 @@ fn is_problem(response: &Response) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_CONTENT_TYPE.as_bytes()))
 }
 
-/// Keeps the headers the original error response carried (`Allow` on a 405) that the problem did not set.
-fn merge_headers(mut problem: Response, original: Response) -> Response {
+/// Keeps the headers the original error response carried (`Allow` on a 405) that the problem did not set,
+/// and its extensions (the caller's identity and the guard's classification, for the access log).
+fn merge_headers(mut problem: Response, mut original: Response) -> Response {
+    *problem.extensions_mut() = std::mem::take(original.extensions_mut());
     for (name, value) in original.headers() {
         if name != header::CONTENT_TYPE
             && name != header::CONTENT_LENGTH

@@ -1,16 +1,23 @@
-//! The REST API of API.md: routes, extractors, problem+json errors, OpenAPI.
+//! The REST API of API.md: the route table, the edge every API route goes through (classification, auth,
+//! rate limits), extractors, problem+json errors, OpenAPI.
 //!
 //! It holds no kube `Client` and no AWS client: reads touch only a provider's cache through
-//! `provider::ReadModel`, and the only await is a write through `provider::Writes`.
+//! `provider::ReadModel`, writes go through `provider::Writes`, and callers' tokens through
+//! `provider::Reviewer`.
 
 pub mod auth;
+pub mod body;
 pub mod extract;
 pub mod health;
 pub mod limits;
 pub mod middleware;
+pub mod names;
 pub mod openapi;
 pub mod problem;
 pub mod reads;
+pub mod respond;
+pub mod routes;
+pub mod target;
 pub mod writes;
 
 #[cfg(test)]
@@ -21,10 +28,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, patch, put};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
-pub use openapi::openapi_json;
 pub use problem::Problem;
 
 use crate::provider::Provider;
@@ -43,6 +47,8 @@ pub struct ApiState {
     pub edge: Arc<auth::Edge>,
     /// Cancelled once this replica is shutting down: readiness fails from then on.
     pub stopping: tokio_util::sync::CancellationToken,
+    /// The OpenAPI document, rendered once by [`router`] from the routes it serves.
+    pub openapi: Arc<str>,
 }
 
 impl ApiState {
@@ -52,6 +58,7 @@ impl ApiState {
             write_timeout,
             edge: Arc::new(auth::Edge::default()),
             stopping: tokio_util::sync::CancellationToken::new(),
+            openapi: Arc::from(""),
         }
     }
 
@@ -68,62 +75,34 @@ impl ApiState {
     }
 }
 
-/// The routes served under `/{provider}`: mounted at `/` and again at `/api/v1`.
-fn provider_routes(router: Router<ApiState>, prefix: &str) -> Router<ApiState> {
-    router
-        .route(&format!("{prefix}/providers"), get(reads::providers))
-        .route(&format!("{prefix}/{{provider}}/machines/{{scope}}"), get(reads::machines))
-        .route(&format!("{prefix}/{{provider}}/machines/{{scope}}/{{id}}"), get(reads::machine))
-        .route(
-            &format!("{prefix}/{{provider}}/machines/{{scope}}/{{id}}/labels"),
-            patch(writes::patch_labels),
-        )
-        .route(
-            &format!("{prefix}/{{provider}}/controllers/{{scope}}"),
-            get(reads::controllers).put(writes::apply_controller),
-        )
-        .route(
-            &format!("{prefix}/{{provider}}/controllers/{{scope}}/{{name}}"),
-            get(reads::controller).post(writes::scale).delete(writes::delete_controller),
-        )
-        .route(
-            &format!("{prefix}/{{provider}}/services/{{scope}}"),
-            get(reads::services).put(writes::apply_service),
-        )
-        .route(
-            &format!("{prefix}/{{provider}}/services/{{scope}}/{{name}}"),
-            axum::routing::delete(writes::delete_service),
-        )
-        .route(&format!("{prefix}/{{provider}}/secrets/{{scope}}"), put(writes::apply_secret))
-        .route(&format!("{prefix}/{{provider}}/gateway/gateways/{{scope}}"), get(reads::gateways))
-        .route(&format!("{prefix}/{{provider}}/gateway/httproutes/{{scope}}"), put(writes::apply_httproute))
-        .route(
-            &format!("{prefix}/{{provider}}/gateway/httproutes/{{scope}}/{{name}}"),
-            get(reads::httproute).delete(writes::delete_httproute),
-        )
-}
-
 async fn not_found() -> Problem {
     Problem::not_found("no such route")
 }
 
-/// The whole HTTP surface: API routes, probes, `/metrics`, `/openapi.json`, with problem+json for every error.
-pub fn router(state: ApiState) -> Router {
-    // Only API routes go through the edge: probes, metrics and OpenAPI are never authenticated or limited.
-    let api = provider_routes(provider_routes(Router::new(), ""), "/api/v1")
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard));
-    let router = Router::new()
-        .route("/health/startup", get(health::startup))
-        .route("/health/liveness", get(health::liveness))
-        .route("/health/readiness", get(health::readiness))
-        .route("/metrics", get(health::metrics))
-        .route("/openapi.json", get(health::openapi));
-    router
-        .merge(api)
+/// The OpenAPI document of [`router`], for `machinist openapi`.
+pub fn openapi_json() -> String {
+    let mut operations = routes::api().into_openapi();
+    operations.merge(routes::operational().into_openapi());
+    openapi::render(operations)
+}
+
+/// The whole HTTP surface: API routes (at `/` and `/api/v1`), probes, `/metrics`, `/openapi.json`, with
+/// problem+json for every error.
+pub fn router(mut state: ApiState) -> Router {
+    let (api, mut operations) = routes::api().split_for_parts();
+    let (operational, more) = routes::operational().split_for_parts();
+    operations.merge(more);
+    state.openapi = Arc::from(openapi::render(operations));
+    // Only API routes go through the guard, after routing, so that it classifies the route and decoded
+    // parameters the handler gets; probes, metrics and OpenAPI are never authenticated or limited.
+    let api = api.route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard));
+    Router::new()
+        .merge(operational)
+        .merge(api.clone())
+        .nest(target::API_PREFIX, api)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(axum::middleware::from_fn(middleware::finish))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(axum::middleware::from_fn(middleware::request_id))
         .with_state(state)
 }

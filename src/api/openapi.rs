@@ -1,78 +1,23 @@
-//! The OpenAPI 3 document, generated from the handlers' `#[utoipa::path]` and the served types.
+//! The OpenAPI 3 document: assembles the operations the route table collected (`api::routes`) with the
+//! document's info, shared schemas and headers, and serves it at `/openapi.json`.
 //!
 //! Paths are documented at the canonical `/{provider}/...` and copied under `/api/v1`; the headers every
-//! response carries are added here once. This module must not describe a route the router does not serve.
+//! response carries are added here once. It lists no handler itself, so it cannot describe a route the router
+//! does not serve.
 
-use std::collections::BTreeMap;
-use std::sync::LazyLock;
-
-use serde::Serialize;
+use axum::extract::State;
+use axum::response::Response;
 use utoipa::openapi::header::Header;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::{Object, RefOr, Type};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
-use crate::api::{health, reads, writes};
+use crate::api::ApiState;
+use crate::api::body::{
+    ControllerEnvelope, ControllerList, Deleted, KubeObject, LabelsPatch, ScaleBody, SecretApplied, Status,
+};
+use crate::api::respond::json_bytes;
 use crate::cache::model::Controller;
-
-/// `GET /{provider}/controllers/{scope}`.
-#[derive(Serialize, ToSchema)]
-pub struct ControllerList {
-    pub controllers: Vec<Controller>,
-}
-
-/// `GET /{provider}/controllers/{scope}/{name}`.
-#[derive(Serialize, ToSchema)]
-pub struct ControllerEnvelope {
-    pub controller: Controller,
-}
-
-/// The body of a scale: set the replicas to this count (idempotent).
-#[derive(Serialize, ToSchema)]
-pub struct ScaleBody {
-    #[schema(minimum = 0, maximum = 1_000_000)]
-    pub replicas: i32,
-}
-
-/// Labels to merge into a machine's labels; a `null` value removes the key.
-#[derive(Serialize, ToSchema)]
-pub struct LabelsPatch {
-    pub labels: BTreeMap<String, Option<String>>,
-}
-
-/// The answer of every DELETE.
-#[derive(Serialize, ToSchema)]
-pub struct Deleted {
-    /// `Success`.
-    pub status: String,
-    pub name: String,
-    /// `false` when nothing was deleted (ECS services are never deleted).
-    pub deleted: bool,
-}
-
-/// The answer of a Secret PUT: the Secret itself is never echoed.
-#[derive(Serialize, ToSchema)]
-pub struct SecretApplied {
-    /// `Success`.
-    pub status: String,
-    pub name: String,
-}
-
-/// `{"status": "ok"}`.
-#[derive(Serialize, ToSchema)]
-pub struct Status {
-    pub status: String,
-}
-
-/// A Kubernetes object as JSON (Gateway, HTTPRoute, applied manifests), `managedFields` dropped.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct KubeObject {
-    pub api_version: String,
-    pub kind: String,
-    #[schema(value_type = Object)]
-    pub metadata: serde_json::Value,
-}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -84,20 +29,21 @@ pub struct KubeObject {
             every error is `application/problem+json` (RFC 9457) with a `type` of `urn:problem:machinist:<slug>`; \
             429 and 503 and 504 carry `Retry-After` (at most 30 s)."
     ),
-    paths(
-        reads::machine, reads::machines, reads::controllers, reads::controller, reads::services,
-        reads::gateways, reads::httproute, reads::providers,
-        writes::scale, writes::delete_controller, writes::patch_labels, writes::delete_service,
-        writes::delete_httproute, writes::apply_controller, writes::apply_service, writes::apply_secret,
-        writes::apply_httproute,
-        health::startup, health::readiness, health::liveness, health::metrics, health::openapi,
-    ),
     components(schemas(
-        crate::cache::model::Machine, Controller, crate::cache::model::Service, crate::api::problem::ProblemDetails,
-        ControllerList, ControllerEnvelope, ScaleBody, LabelsPatch, Deleted, SecretApplied, KubeObject, Status,
-        health::HealthReport, crate::cache::model::ProviderInfo,
-    )),
-    modifiers(&CommonHeaders, &VersionedPaths),
+        crate::cache::model::Machine,
+        Controller,
+        crate::cache::model::Service,
+        crate::api::problem::ProblemDetails,
+        ControllerList,
+        ControllerEnvelope,
+        ScaleBody,
+        LabelsPatch,
+        Deleted,
+        SecretApplied,
+        KubeObject,
+        Status,
+        crate::cache::model::ProviderInfo,
+    ))
 )]
 struct ApiDoc;
 
@@ -155,10 +101,19 @@ impl Modify for VersionedPaths {
     }
 }
 
-static DOCUMENT: LazyLock<String> =
-    LazyLock::new(|| ApiDoc::openapi().to_pretty_json().unwrap_or_else(|_| "{}".to_string()));
+/// The whole document as JSON: the info and shared schemas, then `operations` (what `api::routes`
+/// collected), the common headers, and the `/api/v1` copies.
+pub fn render(operations: utoipa::openapi::OpenApi) -> String {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(operations);
+    CommonHeaders.modify(&mut doc);
+    VersionedPaths.modify(&mut doc);
+    doc.to_pretty_json().unwrap_or_else(|_| "{}".to_string())
+}
 
-/// The OpenAPI document as JSON, for `/openapi.json` and `machinist openapi`.
-pub fn openapi_json() -> String {
-    DOCUMENT.clone()
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "health",
+    responses((status = 200, description = "The OpenAPI 3 document", body = Object)))]
+pub async fn document(State(state): State<ApiState>) -> Response {
+    json_bytes(state.openapi.as_bytes().to_vec())
 }

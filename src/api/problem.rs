@@ -185,6 +185,10 @@ impl From<ProviderError> for Problem {
             }
             ProviderError::Timeout { retry_after_secs, .. } => Problem::timeout(detail, retry_after_secs),
             ProviderError::Upstream(_) => Problem::new(StatusCode::BAD_GATEWAY, "upstream-error", detail),
+            // 500: our clients retry 429/502/503/504, and retrying cannot grant a permission.
+            ProviderError::Forbidden(_) => {
+                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "upstream-forbidden", detail)
+            }
             ProviderError::Throttled { retry_after_secs, .. } => {
                 let mut problem = Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limit-exceeded", detail)
                     .with_retry_after(retry_after_secs);
@@ -192,6 +196,32 @@ impl From<ProviderError> for Problem {
                 problem
             }
         }
+    }
+}
+
+/// The `4XX` and `5XX` problem responses every API route documents, declared once.
+pub struct Problems;
+
+impl utoipa::IntoResponses for Problems {
+    fn responses() -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let problem = |description: &str| {
+            let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
+            ResponseBuilder::new()
+                .description(description)
+                .content(PROBLEM_CONTENT_TYPE, content)
+                .build()
+                .into()
+        };
+        [
+            ("4XX".to_string(), problem("Problem: the request was refused (429 carries Retry-After)")),
+            (
+                "5XX".to_string(),
+                problem("Problem: the provider or machinist failed (503 and 504 carry Retry-After)"),
+            ),
+        ]
+        .into_iter()
+        .collect()
     }
 }
 

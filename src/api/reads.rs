@@ -4,59 +4,15 @@
 //! pre-serialized fragments. It must not parse or re-serialize them.
 
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use crate::api::ApiState;
+use crate::api::body;
 use crate::api::extract::{ObjectPath, ReadQuery, ScopePath};
-use crate::api::problem::Problem;
+use crate::api::problem::{Problem, Problems};
+use crate::api::respond::{array, fragment, json_bytes, push_array, require, wrapped};
 use crate::cache::model::{Capabilities, ProviderInfo};
-use crate::provider::{Fragment, Health, Provider};
-
-pub(crate) fn json_bytes(body: Vec<u8>) -> Response {
-    let mut response = body.into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
-
-fn push_array(out: &mut Vec<u8>, fragments: &[Fragment]) {
-    out.push(b'[');
-    for (i, fragment) in fragments.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(fragment.get().as_bytes());
-    }
-    out.push(b']');
-}
-
-pub(crate) fn array(fragments: &[Fragment]) -> Response {
-    let mut out = Vec::with_capacity(fragments.iter().map(|f| f.get().len() + 1).sum::<usize>() + 2);
-    push_array(&mut out, fragments);
-    json_bytes(out)
-}
-
-/// `{"<key>": <fragment>}`.
-pub(crate) fn wrapped(key: &str, fragment: &Fragment) -> Response {
-    json_bytes(format!("{{\"{key}\":{}}}", fragment.get()).into_bytes())
-}
-
-pub(crate) fn fragment(fragment: &Fragment) -> Response {
-    json_bytes(fragment.get().as_bytes().to_vec())
-}
-
-/// 501 unless the provider has the capability `check` picks.
-pub(crate) fn require(
-    provider: &dyn Provider,
-    check: fn(&Capabilities) -> bool,
-    what: &str,
-) -> Result<(), Problem> {
-    if check(&provider.capabilities()) {
-        Ok(())
-    } else {
-        Err(Problem::capability_not_supported(provider.name(), what))
-    }
-}
+use crate::provider::Health;
 
 /// One machine (k8s Pod / ecs Task).
 #[utoipa::path(get, path = "/{provider}/machines/{scope}/{id}", tag = "machines",
@@ -64,8 +20,7 @@ pub(crate) fn require(
            ("scope" = String, Path, description = "namespace (k8s) or cluster (ecs)"),
            ("id" = String, Path, description = "pod name or task id")),
     responses((status = 200, description = "The machine", body = crate::cache::model::Machine),
-              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
+              Problems))]
 pub async fn machine(path: ObjectPath) -> Result<Response, Problem> {
     require(&*path.provider, |c| c.machines, "machines")?;
     Ok(fragment(&path.provider.reads().machine(&path.scope, &path.name)?))
@@ -77,8 +32,7 @@ pub async fn machine(path: ObjectPath) -> Result<Response, Problem> {
            ("scope" = String, Path, description = "namespace (k8s) or cluster (ecs)"),
            ("labels" = Option<Vec<String>>, Query, description = "`key=value`, repeatable (`labels[]=` too); all must match")),
     responses((status = 200, description = "The machines", body = Vec<crate::cache::model::Machine>),
-              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
+              Problems))]
 pub async fn machines(path: ScopePath, query: ReadQuery) -> Result<Response, Problem> {
     require(&*path.provider, |c| c.machines, "machines")?;
     Ok(array(&path.provider.reads().machines(&path.scope, &query.labels)?))
@@ -89,9 +43,8 @@ pub async fn machines(path: ScopePath, query: ReadQuery) -> Result<Response, Pro
     params(("provider" = String, Path, description = "k8s or ecs"),
            ("scope" = String, Path, description = "namespace (k8s) or cluster (ecs)"),
            ("machineId" = Option<String>, Query, description = "only the top-level controller owning this machine")),
-    responses((status = 200, description = "The controllers", body = crate::api::openapi::ControllerList),
-              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The controllers", body = body::ControllerList),
+              Problems))]
 pub async fn controllers(path: ScopePath, query: ReadQuery) -> Result<Response, Problem> {
     require(&*path.provider, |c| c.controllers, "controllers")?;
     let reads = path.provider.reads();
@@ -113,9 +66,8 @@ pub async fn controllers(path: ScopePath, query: ReadQuery) -> Result<Response, 
            ("name" = String, Path, description = "controller name"),
            ("kind" = Option<String>, Query, description = "k8s hint: Deployment, StatefulSet, ReplicaSet or ReplicationController; ignored on ecs"),
            ("apiVersion" = Option<String>, Query, description = "k8s hint, must match kind; ignored on ecs")),
-    responses((status = 200, description = "The controller", body = crate::api::openapi::ControllerEnvelope),
-              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The controller", body = body::ControllerEnvelope),
+              Problems))]
 pub async fn controller(path: ObjectPath, query: ReadQuery) -> Result<Response, Problem> {
     require(&*path.provider, |c| c.controllers, "controllers")?;
     let kind = query.kind_hint(path.provider.name())?;
@@ -128,8 +80,7 @@ pub async fn controller(path: ObjectPath, query: ReadQuery) -> Result<Response, 
            ("scope" = String, Path, description = "namespace (k8s) or cluster (ecs)"),
            ("labels" = Option<Vec<String>>, Query, description = "`key=value`, repeatable (`labels[]=` too); all must match")),
     responses((status = 200, description = "The services", body = Vec<crate::cache::model::Service>),
-              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
+              Problems))]
 pub async fn services(path: ScopePath, query: ReadQuery) -> Result<Response, Problem> {
     require(&*path.provider, |c| c.services, "services")?;
     Ok(array(&path.provider.reads().services(&path.scope, &query.labels)?))
@@ -139,9 +90,8 @@ pub async fn services(path: ScopePath, query: ReadQuery) -> Result<Response, Pro
 #[utoipa::path(get, path = "/{provider}/gateway/gateways/{scope}", tag = "gateway",
     params(("provider" = String, Path, description = "k8s"),
            ("scope" = String, Path, description = "namespace")),
-    responses((status = 200, description = "The gateways", body = Vec<crate::api::openapi::KubeObject>),
-              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The gateways", body = Vec<body::KubeObject>),
+              Problems))]
 pub async fn gateways(path: ScopePath) -> Result<Response, Problem> {
     require(&*path.provider, |c| c.gateways, "Gateway API gateways")?;
     Ok(array(&path.provider.reads().gateways(&path.scope)?))
@@ -152,9 +102,8 @@ pub async fn gateways(path: ScopePath) -> Result<Response, Problem> {
     params(("provider" = String, Path, description = "k8s"),
            ("scope" = String, Path, description = "namespace"),
            ("name" = String, Path, description = "HTTPRoute name")),
-    responses((status = 200, description = "The HTTPRoute", body = crate::api::openapi::KubeObject),
-              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The HTTPRoute", body = body::KubeObject),
+              Problems))]
 pub async fn httproute(path: ObjectPath) -> Result<Response, Problem> {
     require(&*path.provider, |c| c.httproutes, "HTTPRoutes")?;
     Ok(fragment(&path.provider.reads().httproute(&path.scope, &path.name)?))
@@ -174,7 +123,7 @@ pub async fn providers(State(state): State<ApiState>) -> axum::Json<Vec<Provider
             health: p.health(),
         })
         .collect();
-    for name in crate::api::extract::KNOWN_PROVIDERS {
+    for name in crate::api::target::KNOWN_PROVIDERS {
         if !out.iter().any(|p| p.name == name) {
             out.push(ProviderInfo {
                 name: name.to_string(),

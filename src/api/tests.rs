@@ -1,5 +1,6 @@
 //! Router tests: `oneshot` against `router(state)` with fake providers answering from canned fragments.
 
+mod edge;
 mod fake;
 mod props;
 mod routes;

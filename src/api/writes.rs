@@ -13,9 +13,11 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use crate::api::ApiState;
-use crate::api::extract::{self, JsonBody, ObjectPath, ReadQuery, ScopePath};
-use crate::api::problem::Problem;
-use crate::api::reads::{fragment, require};
+use crate::api::body;
+use crate::api::extract::{JsonBody, ObjectPath, ReadQuery, ScopePath};
+use crate::api::names;
+use crate::api::problem::{Problem, Problems};
+use crate::api::respond::{fragment, require};
 use crate::provider::{ControllerTarget, FieldError, ManifestKind, Provider};
 
 /// The largest replica count accepted: far above any real workload, far below i32 overflow.
@@ -81,7 +83,7 @@ pub fn parse_labels(provider: &str, body: &Value) -> Result<BTreeMap<String, Opt
     let mut out = BTreeMap::new();
     let mut errors = Vec::new();
     for (key, value) in labels {
-        let field = format!("labels.{}", extract::truncate(key));
+        let field = format!("labels.{}", names::truncate(key));
         let value = match value {
             Value::Null => None,
             Value::String(s) => Some(s.clone()),
@@ -91,8 +93,8 @@ pub fn parse_labels(provider: &str, body: &Value) -> Result<BTreeMap<String, Opt
             }
         };
         let error = if provider == "k8s" {
-            extract::k8s_label_key_error(key)
-                .or_else(|| value.as_deref().and_then(extract::k8s_label_value_error))
+            names::k8s_label_key_error(key)
+                .or_else(|| value.as_deref().and_then(names::k8s_label_value_error))
         } else if key.is_empty() || key.len() > 128 {
             Some("a tag key must be 1-128 characters".into())
         } else if value.as_ref().is_some_and(|v| v.len() > 256) {
@@ -146,7 +148,7 @@ pub fn check_manifest(scope: &str, kind: ManifestKind, manifest: &mut Value) -> 
         return Err(Problem::validation(errors));
     };
     let name = match metadata.get("name").and_then(Value::as_str) {
-        Some(name) if extract::is_dns1123_subdomain(name) => name.to_string(),
+        Some(name) if names::is_dns1123_subdomain(name) => name.to_string(),
         Some(_) => {
             errors.push(FieldError {
                 field: "metadata.name".into(),
@@ -196,10 +198,9 @@ async fn apply(
            ("name" = String, Path, description = "controller name"),
            ("kind" = Option<String>, Query, description = "k8s hint; ignored on ecs"),
            ("apiVersion" = Option<String>, Query, description = "k8s hint; ignored on ecs")),
-    request_body = crate::api::openapi::ScaleBody,
+    request_body = body::ScaleBody,
     responses((status = 200, description = "The controller with its new replicas", body = crate::cache::model::Controller),
-              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem; 504 carries Retry-After", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
+              Problems))]
 pub async fn scale(
     State(state): State<ApiState>,
     path: ObjectPath,
@@ -219,9 +220,8 @@ pub async fn scale(
            ("name" = String, Path, description = "controller name"),
            ("kind" = Option<String>, Query, description = "k8s hint; ignored on ecs"),
            ("apiVersion" = Option<String>, Query, description = "k8s hint; ignored on ecs")),
-    responses((status = 200, description = "Deleted", body = crate::api::openapi::Deleted),
-              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
+    responses((status = 200, description = "Deleted", body = body::Deleted),
+              Problems))]
 pub async fn delete_controller(
     State(state): State<ApiState>,
     path: ObjectPath,
@@ -238,10 +238,9 @@ pub async fn delete_controller(
     params(("provider" = String, Path, description = "k8s or ecs"),
            ("scope" = String, Path, description = "namespace (k8s) or cluster (ecs)"),
            ("id" = String, Path, description = "pod name or task id")),
-    request_body = crate::api::openapi::LabelsPatch,
+    request_body = body::LabelsPatch,
     responses((status = 200, description = "The machine", body = crate::cache::model::Machine),
-              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
+              Problems))]
 pub async fn patch_labels(
     State(state): State<ApiState>,
     path: ObjectPath,
@@ -258,9 +257,8 @@ pub async fn patch_labels(
     params(("provider" = String, Path, description = "k8s or ecs"),
            ("scope" = String, Path, description = "namespace (k8s) or cluster (ecs)"),
            ("name" = String, Path, description = "service name")),
-    responses((status = 200, description = "Deleted (or not, on ecs)", body = crate::api::openapi::Deleted),
-              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
+    responses((status = 200, description = "Deleted (or not, on ecs)", body = body::Deleted),
+              Problems))]
 pub async fn delete_service(State(state): State<ApiState>, path: ObjectPath) -> Result<Json<Value>, Problem> {
     require(&*path.provider, |c| c.services, "services")?;
     let write = path.provider.writes().delete_service(path.scope.clone(), path.name.clone());
@@ -273,9 +271,8 @@ pub async fn delete_service(State(state): State<ApiState>, path: ObjectPath) -> 
     params(("provider" = String, Path, description = "k8s"),
            ("scope" = String, Path, description = "namespace"),
            ("name" = String, Path, description = "HTTPRoute name")),
-    responses((status = 200, description = "Deleted", body = crate::api::openapi::Deleted),
-              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
+    responses((status = 200, description = "Deleted", body = body::Deleted),
+              Problems))]
 pub async fn delete_httproute(
     State(state): State<ApiState>,
     path: ObjectPath,
@@ -290,10 +287,9 @@ pub async fn delete_httproute(
 #[utoipa::path(put, path = "/{provider}/controllers/{scope}", tag = "controllers",
     params(("provider" = String, Path, description = "k8s (ecs answers 501)"),
            ("scope" = String, Path, description = "namespace")),
-    request_body(content = crate::api::openapi::KubeObject, description = "an apps/v1 Deployment or StatefulSet"),
-    responses((status = 200, description = "The applied object", body = crate::api::openapi::KubeObject),
-              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
+    request_body(content = body::KubeObject, description = "an apps/v1 Deployment or StatefulSet"),
+    responses((status = 200, description = "The applied object", body = body::KubeObject),
+              Problems))]
 pub async fn apply_controller(
     State(state): State<ApiState>,
     path: ScopePath,
@@ -307,10 +303,9 @@ pub async fn apply_controller(
 #[utoipa::path(put, path = "/{provider}/services/{scope}", tag = "services",
     params(("provider" = String, Path, description = "k8s (ecs answers 501)"),
            ("scope" = String, Path, description = "namespace")),
-    request_body(content = crate::api::openapi::KubeObject, description = "a v1 Service"),
-    responses((status = 200, description = "The applied object", body = crate::api::openapi::KubeObject),
-              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
+    request_body(content = body::KubeObject, description = "a v1 Service"),
+    responses((status = 200, description = "The applied object", body = body::KubeObject),
+              Problems))]
 pub async fn apply_service(
     State(state): State<ApiState>,
     path: ScopePath,
@@ -324,10 +319,9 @@ pub async fn apply_service(
 #[utoipa::path(put, path = "/{provider}/secrets/{scope}", tag = "secrets",
     params(("provider" = String, Path, description = "k8s (ecs answers 501)"),
            ("scope" = String, Path, description = "namespace")),
-    request_body(content = crate::api::openapi::KubeObject, description = "a v1 Secret"),
-    responses((status = 200, description = "Applied", body = crate::api::openapi::SecretApplied),
-              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
+    request_body(content = body::KubeObject, description = "a v1 Secret"),
+    responses((status = 200, description = "Applied", body = body::SecretApplied),
+              Problems))]
 pub async fn apply_secret(
     State(state): State<ApiState>,
     path: ScopePath,
@@ -341,10 +335,9 @@ pub async fn apply_secret(
 #[utoipa::path(put, path = "/{provider}/gateway/httproutes/{scope}", tag = "gateway",
     params(("provider" = String, Path, description = "k8s (ecs answers 501)"),
            ("scope" = String, Path, description = "namespace")),
-    request_body(content = crate::api::openapi::KubeObject, description = "a gateway.networking.k8s.io/v1 HTTPRoute"),
-    responses((status = 200, description = "The applied HTTPRoute", body = crate::api::openapi::KubeObject),
-              (status = "4XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json"),
-              (status = "5XX", description = "Problem", body = crate::api::problem::ProblemDetails, content_type = "application/problem+json")))]
+    request_body(content = body::KubeObject, description = "a gateway.networking.k8s.io/v1 HTTPRoute"),
+    responses((status = 200, description = "The applied HTTPRoute", body = body::KubeObject),
+              Problems))]
 pub async fn apply_httproute(
     State(state): State<ApiState>,
     path: ScopePath,

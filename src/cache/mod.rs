@@ -578,6 +578,16 @@ fn swap_kind(
 }
 
 impl ReadModel for Cache {
+    fn admit_write(&self, scope: &str) -> provider::Result<()> {
+        if !self.configured.is_empty() && !self.configured.contains(scope) {
+            return Err(ProviderError::ScopeNotWatched {
+                scope_kind: self.scope_kind,
+                scope: scope.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     fn machine(&self, scope: &str, id: &str) -> provider::Result<Fragment> {
         let inner = self.read();
         self.admit(&inner, scope)?;

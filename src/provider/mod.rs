@@ -2,7 +2,9 @@
 //!
 //! `api/` sees only [`Provider`] and the shapes of `cache::model`: it never holds a kube `Client` or an AWS
 //! client. Reads go to the provider's in-memory cache ([`ReadModel`]) and never to the network; writes go
-//! through [`Writes`], whose scale goes through the reconciler.
+//! through [`Writes`], whose scale goes through the reconciler. Callers' tokens and permissions are checked
+//! through [`Reviewer`] (Kubernetes TokenReview / SubjectAccessReview), so that api/ holds no client for
+//! that either.
 
 pub mod ecs;
 pub mod k8s;
@@ -41,6 +43,10 @@ pub enum ProviderError {
     Timeout { detail: String, retry_after_secs: u64 },
     #[error("{0}")]
     Upstream(String),
+    /// The provider refused machinist's own credentials (Kubernetes 401/403, AWS AccessDenied): retrying
+    /// does not help, an operator must grant the permission the message names.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{detail}")]
     Throttled { detail: String, retry_after_secs: u64 },
 }
@@ -78,6 +84,11 @@ pub trait ReadModel: Send + Sync {
     fn services(&self, scope: &str, labels: &LabelFilter) -> Result<Vec<Fragment>>;
     fn gateways(&self, scope: &str) -> Result<Vec<Fragment>>;
     fn httproute(&self, scope: &str, name: &str) -> Result<Fragment>;
+
+    /// Whether a write may name `scope`: `ScopeNotWatched` outside the configured scopes (`--namespaces`,
+    /// the polled ECS clusters). Every write asks this before any API call. It does not wait for the first
+    /// sync, nor for the watcher to see a new namespace: Kubernetes refuses a write to one that is absent.
+    fn admit_write(&self, scope: &str) -> Result<()>;
 }
 
 /// What a write names: a controller in a scope, with an optional kind hint.
@@ -131,4 +142,52 @@ pub trait Provider: Send + Sync {
     fn health(&self) -> Health;
     fn reads(&self) -> &dyn ReadModel;
     fn writes(&self) -> &dyn Writes;
+}
+
+/// What a caller asks to do, in RBAC terms: `verb` on `resource[/subresource]` of API group `group`, in
+/// `namespace` (the scope), on object `name`. Empty strings mean "none".
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Access {
+    pub verb: &'static str,
+    pub group: &'static str,
+    pub resource: &'static str,
+    pub subresource: &'static str,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Access {
+    /// get and list read; everything else writes.
+    pub fn is_write(&self) -> bool {
+        !matches!(self.verb, "get" | "list")
+    }
+
+    /// The permission as RBAC names it, for a 403: `update controllers/scale.machinist.dev in namespace a`.
+    pub fn permission(&self) -> String {
+        let sub = if self.subresource.is_empty() { String::new() } else { format!("/{}", self.subresource) };
+        let scope = if self.namespace.is_empty() {
+            String::new()
+        } else {
+            format!(" in namespace {}", self.namespace)
+        };
+        format!("{} {}{sub}.{}{scope}", self.verb, self.resource, self.group)
+    }
+}
+
+/// A caller the cluster authenticated: what a SubjectAccessReview needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReviewedUser {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+/// The cluster's authentication and authorization of callers (Kubernetes TokenReview and
+/// SubjectAccessReview). Implementations make one API call per method call and cache nothing: the
+/// caching, and what a failure means, is api/'s decision.
+pub trait Reviewer: Send + Sync {
+    /// The user a bearer token belongs to; `None` when the cluster does not authenticate it.
+    fn review_token(&self, token: &str) -> BoxFuture<'_, Result<Option<ReviewedUser>>>;
+    /// Whether RBAC lets `user` do `access`.
+    fn review_access<'a>(&'a self, user: &'a ReviewedUser, access: &'a Access)
+    -> BoxFuture<'a, Result<bool>>;
 }

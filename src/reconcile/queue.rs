@@ -166,6 +166,7 @@ pub fn to_error(error: &ProviderError) -> ProviderError {
             ProviderError::Timeout { detail: detail.clone(), retry_after_secs: *retry_after_secs }
         }
         ProviderError::Upstream(m) => ProviderError::Upstream(m.clone()),
+        ProviderError::Forbidden(m) => ProviderError::Forbidden(m.clone()),
         ProviderError::Throttled { detail, retry_after_secs } => {
             ProviderError::Throttled { detail: detail.clone(), retry_after_secs: *retry_after_secs }
         }

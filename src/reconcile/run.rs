@@ -88,6 +88,7 @@ pub fn error_label(error: &ProviderError) -> &'static str {
         ProviderError::CapabilityNotSupported(_) => "not_supported",
         ProviderError::Timeout { .. } => "timeout",
         ProviderError::Upstream(_) => "upstream",
+        ProviderError::Forbidden(_) => "forbidden",
         ProviderError::Throttled { .. } => "throttled",
     }
 }

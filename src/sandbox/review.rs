@@ -75,11 +75,22 @@ impl Reviews {
             .unwrap_or_default();
         let attrs = &spec["resourceAttributes"];
         let field = |name: &str| attrs[name].as_str().unwrap_or("");
+        // As RBAC does: a subresource is named `resource/subresource`, and `*/subresource` matches it.
+        let subresource = field("subresource");
+        let resource = match subresource {
+            "" => field("resource").to_string(),
+            sub => format!("{}/{sub}", field("resource")),
+        };
+        let resource_matches = |rule: &Rule| {
+            matches(&rule.resources, &resource)
+                || (!subresource.is_empty()
+                    && rule.resources.iter().any(|r| *r == format!("*/{subresource}")))
+        };
         let allowed = self.rules.iter().any(|r| {
             r.subjects.iter().any(|s| s == user || groups.contains(&s.as_str()))
                 && matches(&r.verbs, field("verb"))
                 && matches(&r.api_groups, field("group"))
-                && matches(&r.resources, field("resource"))
+                && resource_matches(r)
                 && (r.namespaces.is_empty() || matches(&r.namespaces, field("namespace")))
         });
         let mut status = json!({"allowed": allowed});
@@ -130,5 +141,24 @@ mod tests {
         assert!(!ask("alice", r#"["ops"]"#, "delete", "a"));
         assert!(!ask("alice", r#"["ops"]"#, "list", "b"));
         assert!(!ask("bob", "[]", "list", "a"));
+    }
+
+    #[test]
+    fn subresources_are_matched_like_rbac_does() {
+        let reviews: Reviews = serde_yaml::from_str(
+            "rules:\n- {subjects: [scaler], verbs: [update], apiGroups: [g], resources: [controllers/scale]}\n\
+             - {subjects: [deployer], verbs: [update], apiGroups: [g], resources: [controllers]}\n\
+             - {subjects: [any], verbs: [update], apiGroups: [g], resources: ['*/scale']}\n",
+        )
+        .unwrap();
+        let ask = |user: &str, sub: &str| {
+            let body = format!(
+                r#"{{"spec":{{"user":"{user}","resourceAttributes":{{"verb":"update","group":"g","resource":"controllers","subresource":"{sub}"}}}}}}"#
+            );
+            reviews.access_review(body.as_bytes()).unwrap()["status"]["allowed"].as_bool().unwrap()
+        };
+        assert!(ask("scaler", "scale") && !ask("scaler", ""));
+        assert!(ask("deployer", "") && !ask("deployer", "scale"));
+        assert!(ask("any", "scale") && !ask("any", ""));
     }
 }

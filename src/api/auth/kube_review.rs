@@ -1,61 +1,58 @@
-//! `kubernetes` mode: TokenReview for the identity, SubjectAccessReview for each (verb, resource), so that
-//! Kubernetes RBAC decides. Results are cached (token 1 min, allow 5 min, deny 30 s) in bounded tables.
+//! `kubernetes` mode: TokenReview for the identity, SubjectAccessReview for each access, so that Kubernetes
+//! RBAC decides; the reviews themselves go through `provider::Reviewer`. Answers are cached per entry
+//! (token 1 min, unauthenticated token 30 s, allow 5 min, deny 30 s) in bounded tables that evict one entry
+//! at a time, so a flood of new tokens never flushes the cached reviews of valid callers.
 //!
-//! Caches are keyed by the token's SHA-256, never the token. A review that fails (API server down) is not
-//! cached and answers 503: it must never be taken for a deny or an allow.
+//! Caches are keyed by the token's SHA-256, never the token, and decisions by token and access (rights belong
+//! to the token). A review that fails (API server down) is not cached and answers 503: it must never be taken
+//! for a deny or an allow.
 
 use std::collections::HashMap;
-use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
-use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
-use kube::api::{Api, PostParams};
+use moka::sync::Cache;
 
-use super::{Access, review_unavailable};
+use super::review_unavailable;
 use crate::api::problem::Problem;
+use crate::provider::{Access, ReviewedUser, Reviewer};
 
 pub const TOKEN_TTL: Duration = Duration::from_secs(60);
+/// How long a token the API server did not authenticate is remembered.
+pub const UNAUTHENTICATED_TTL: Duration = Duration::from_secs(30);
 pub const ALLOW_TTL: Duration = Duration::from_secs(300);
 pub const DENY_TTL: Duration = Duration::from_secs(30);
-/// Entries one cache holds before expired ones are dropped (and, if all are live, all of them).
-pub const MAX_ENTRIES: usize = 10_000;
+/// Entries one cache holds; beyond it the least useful entry is evicted (TinyLFU), one at a time.
+pub const MAX_ENTRIES: u64 = 10_000;
 
-/// A bounded map whose entries expire.
-struct TtlCache<K, V> {
-    entries: Mutex<HashMap<K, (V, Instant)>>,
+/// A cached answer and how long it stays.
+#[derive(Clone)]
+struct Timed<V> {
+    value: V,
+    ttl: Duration,
 }
 
-impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
-    fn new() -> Self {
-        TtlCache { entries: Mutex::new(HashMap::new()) }
-    }
+struct ByTtl;
 
-    fn get(&self, key: &K) -> Option<V> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.get(key).filter(|(_, until)| *until > Instant::now()).map(|(v, _)| v.clone())
-    }
-
-    fn insert(&self, key: K, value: V, ttl: Duration) {
-        let now = Instant::now();
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= MAX_ENTRIES {
-            entries.retain(|_, (_, until)| *until > now);
-            if entries.len() >= MAX_ENTRIES {
-                entries.clear();
-            }
-        }
-        entries.insert(key, (value, now + ttl));
+impl<K, V> moka::Expiry<K, Timed<V>> for ByTtl {
+    fn expire_after_create(&self, _key: &K, value: &Timed<V>, _created: Instant) -> Option<Duration> {
+        Some(value.ttl)
     }
 }
 
-/// What a cache miss is about: one token, or one user's access.
+fn cache<K, V>() -> Cache<K, Timed<V>>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    Cache::builder().max_capacity(MAX_ENTRIES).expire_after(ByTtl).build()
+}
+
+/// What a cache miss is about: one token, or one token's access.
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum MissKey {
     Token([u8; 32]),
-    Decision(String, Access),
+    Decision([u8; 32], Access),
 }
 
 /// One review in flight per key: a burst with one new token costs one review, not one per request, while
@@ -95,133 +92,124 @@ impl Drop for Flight<'_> {
     }
 }
 
-/// A reviewed user: name and groups, both needed by a SubjectAccessReview.
-#[derive(Clone)]
-struct User {
-    name: String,
-    groups: Vec<String>,
-}
-
-/// How many reviews reached the API server (cache misses), for tests and benchmarks.
-#[derive(Debug, Default)]
-pub struct ReviewCounts {
-    pub token_reviews: AtomicU64,
-    pub access_reviews: AtomicU64,
-}
-
 pub struct KubeAuth {
-    client: kube::Client,
-    /// `None` caches an unauthenticated token (for the token TTL as well).
-    tokens: TtlCache<[u8; 32], Option<User>>,
-    groups: TtlCache<String, Vec<String>>,
-    decisions: TtlCache<(String, Access), bool>,
+    reviewer: Arc<dyn Reviewer>,
+    /// `None` caches an unauthenticated token.
+    tokens: Cache<[u8; 32], Timed<Option<ReviewedUser>>>,
+    decisions: Cache<([u8; 32], Access), Timed<bool>>,
     flights: Flights,
-    pub counts: ReviewCounts,
 }
 
 impl KubeAuth {
-    pub fn new(client: kube::Client) -> KubeAuth {
-        KubeAuth {
-            client,
-            tokens: TtlCache::new(),
-            groups: TtlCache::new(),
-            decisions: TtlCache::new(),
-            flights: Flights::default(),
-            counts: ReviewCounts::default(),
-        }
+    pub fn new(reviewer: Arc<dyn Reviewer>) -> KubeAuth {
+        KubeAuth { reviewer, tokens: cache(), decisions: cache(), flights: Flights::default() }
     }
 
-    /// The username of the token, `None` when the API server does not authenticate it.
-    pub async fn identity(&self, token: &str, hash: &[u8; 32]) -> Result<Option<String>, Problem> {
-        if let Some(user) = self.tokens.get(hash) {
-            return Ok(user.map(|u| u.name));
+    /// The user of the token, `None` when the API server does not authenticate it.
+    pub async fn user(&self, token: &str, hash: &[u8; 32]) -> Result<Option<ReviewedUser>, Problem> {
+        if let Some(cached) = self.tokens.get(hash) {
+            return Ok(cached.value);
         }
         let _one = self.flights.enter(MissKey::Token(*hash)).await;
-        if let Some(user) = self.tokens.get(hash) {
-            return Ok(user.map(|u| u.name));
+        if let Some(cached) = self.tokens.get(hash) {
+            return Ok(cached.value);
         }
-        self.counts.token_reviews.fetch_add(1, Ordering::Relaxed);
-        let review = TokenReview {
-            spec: TokenReviewSpec { token: token.to_string(), ..Default::default() },
-            ..Default::default()
-        };
-        let reviewed = Api::<TokenReview>::all(self.client.clone())
-            .create(&PostParams::default(), &review)
-            .await
-            .map_err(|error| {
-                tracing::warn!(%error, "TokenReview failed");
-                review_unavailable()
-            })?;
-        let user =
-            reviewed.status.filter(|s| s.authenticated == Some(true)).and_then(|s| s.user).and_then(|u| {
-                Some(User {
-                    name: u.username.filter(|n| !n.is_empty())?,
-                    groups: u.groups.unwrap_or_default(),
-                })
-            });
-        if let Some(user) = &user {
-            self.groups.insert(user.name.clone(), user.groups.clone(), TOKEN_TTL);
-        }
-        self.tokens.insert(*hash, user.clone(), TOKEN_TTL);
-        Ok(user.map(|u| u.name))
+        let user = self.reviewer.review_token(token).await.map_err(|error| {
+            tracing::warn!(%error, "TokenReview failed");
+            review_unavailable()
+        })?;
+        let ttl = if user.is_some() { TOKEN_TTL } else { UNAUTHENTICATED_TTL };
+        self.tokens.insert(*hash, Timed { value: user.clone(), ttl });
+        Ok(user)
     }
 
-    /// Whether RBAC lets `user` do `access`.
-    pub async fn allows(&self, user: &str, access: &Access) -> Result<bool, Problem> {
-        let key = (user.to_string(), access.clone());
-        if let Some(allowed) = self.decisions.get(&key) {
-            return Ok(allowed);
+    /// Whether RBAC lets the token's `user` do `access`.
+    pub async fn allows(
+        &self,
+        hash: &[u8; 32],
+        user: &ReviewedUser,
+        access: &Access,
+    ) -> Result<bool, Problem> {
+        let key = (*hash, access.clone());
+        if let Some(cached) = self.decisions.get(&key) {
+            return Ok(cached.value);
         }
-        let _one = self.flights.enter(MissKey::Decision(key.0.clone(), key.1.clone())).await;
-        if let Some(allowed) = self.decisions.get(&key) {
-            return Ok(allowed);
+        let _one = self.flights.enter(MissKey::Decision(*hash, access.clone())).await;
+        if let Some(cached) = self.decisions.get(&key) {
+            return Ok(cached.value);
         }
-        self.counts.access_reviews.fetch_add(1, Ordering::Relaxed);
-        let attributes = ResourceAttributes {
-            group: Some(access.group.to_string()),
-            resource: Some(access.resource.clone()),
-            verb: Some(access.verb.to_string()),
-            namespace: Some(access.namespace.clone()).filter(|n| !n.is_empty()),
-            name: Some(access.name.clone()).filter(|n| !n.is_empty()),
-            ..Default::default()
-        };
-        let review = SubjectAccessReview {
-            spec: SubjectAccessReviewSpec {
-                user: Some(user.to_string()),
-                groups: self.groups.get(&user.to_string()),
-                resource_attributes: Some(attributes),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let reviewed = Api::<SubjectAccessReview>::all(self.client.clone())
-            .create(&PostParams::default(), &review)
-            .await
-            .map_err(|error| {
-                tracing::warn!(%error, "SubjectAccessReview failed");
-                review_unavailable()
-            })?;
-        let allowed = reviewed.status.is_some_and(|s| s.allowed);
-        self.decisions.insert(key, allowed, if allowed { ALLOW_TTL } else { DENY_TTL });
+        let allowed = self.reviewer.review_access(user, access).await.map_err(|error| {
+            tracing::warn!(%error, "SubjectAccessReview failed");
+            review_unavailable()
+        })?;
+        let ttl = if allowed { ALLOW_TTL } else { DENY_TTL };
+        self.decisions.insert(key, Timed { value: allowed, ttl });
         Ok(allowed)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures::FutureExt;
+    use futures::future::BoxFuture;
+
     use super::*;
 
-    #[test]
-    fn ttl_cache_expires_and_stays_bounded() {
-        let cache: TtlCache<u32, bool> = TtlCache::new();
-        cache.insert(1, true, Duration::from_secs(60));
-        cache.insert(2, false, Duration::ZERO);
-        assert_eq!(cache.get(&1), Some(true));
-        assert_eq!(cache.get(&2), None, "expired");
-        for i in 0..(MAX_ENTRIES as u32 * 2) {
-            cache.insert(i, true, Duration::from_secs(60));
+    /// Authenticates `good-<n>` tokens and counts the reviews it was asked for.
+    #[derive(Default)]
+    struct Counting {
+        tokens: AtomicUsize,
+    }
+
+    impl Reviewer for Counting {
+        fn review_token(&self, token: &str) -> BoxFuture<'_, crate::provider::Result<Option<ReviewedUser>>> {
+            self.tokens.fetch_add(1, Ordering::SeqCst);
+            let user = token.starts_with("good").then(|| ReviewedUser { name: token.into(), groups: vec![] });
+            async move { Ok(user) }.boxed()
         }
-        assert!(cache.entries.lock().unwrap().len() <= MAX_ENTRIES);
+
+        fn review_access<'a>(
+            &'a self,
+            _user: &'a ReviewedUser,
+            _access: &'a Access,
+        ) -> BoxFuture<'a, crate::provider::Result<bool>> {
+            async { Ok(true) }.boxed()
+        }
+    }
+
+    fn hash(token: &str) -> [u8; 32] {
+        super::super::token_hash(token)
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_new_tokens_evicts_entries_one_by_one_and_keeps_valid_callers_cached() {
+        let reviewer = Arc::new(Counting::default());
+        let auth = KubeAuth::new(reviewer.clone());
+        assert!(auth.user("good-1", &hash("good-1")).await.expect("review").is_some());
+        for _ in 0..5 {
+            auth.user("good-1", &hash("good-1")).await.expect("cached");
+        }
+        assert_eq!(reviewer.tokens.load(Ordering::SeqCst), 1, "one review per token");
+        // Unauthenticated answers are cached too: repeating a bad token costs nothing more.
+        assert!(auth.user("bad", &hash("bad")).await.expect("review").is_none());
+        assert!(auth.user("bad", &hash("bad")).await.expect("cached").is_none());
+        assert_eq!(reviewer.tokens.load(Ordering::SeqCst), 2);
+        // Twice the capacity in made-up tokens: the table stays bounded, and the valid caller, used all
+        // along, keeps its entry (a clear-all would have dropped it).
+        for i in 0..(2 * MAX_ENTRIES) {
+            let token = format!("made-up-{i}");
+            auth.user(&token, &hash(&token)).await.expect("review");
+            if i % 100 == 0 {
+                auth.user("good-1", &hash("good-1")).await.expect("cached");
+            }
+        }
+        auth.tokens.run_pending_tasks();
+        assert!(auth.tokens.entry_count() <= MAX_ENTRIES, "{}", auth.tokens.entry_count());
+        let before = reviewer.tokens.load(Ordering::SeqCst);
+        auth.user("good-1", &hash("good-1")).await.expect("cached");
+        assert_eq!(reviewer.tokens.load(Ordering::SeqCst), before, "the valid caller's review was evicted");
     }
 
     #[tokio::test]

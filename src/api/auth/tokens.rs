@@ -1,5 +1,6 @@
-//! `static` mode: a file of SHA-256 token hashes, each with an identity and read/write rights, reloaded when
-//! the file changes.
+//! `static` mode: a file of SHA-256 token hashes, each with an identity and its rights (`read`, `scale`,
+//! `write`), reloaded when the file changes. Rights belong to the token: two tokens of one identity keep
+//! their own.
 //!
 //! The file holds hashes only (`printf %s "$TOKEN" | sha256sum`), so reading it discloses no token. A file that
 //! becomes invalid while running is logged and the previous table kept; it must never fail open.
@@ -10,7 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Deserialize;
 
-use super::{Access, hash_eq};
+use super::hash_eq;
+use crate::provider::Access;
 
 /// How often the file's modification time is looked at, at most.
 const RELOAD_CHECK: Duration = Duration::from_secs(1);
@@ -42,14 +44,35 @@ struct Entry {
 #[serde(rename_all = "lowercase")]
 enum Right {
     Read,
+    Scale,
     Write,
+}
+
+/// What one token may do: `read` the GET routes, `scale` controllers (POST), `write` everything else
+/// (scaling included).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rights {
+    pub read: bool,
+    pub scale: bool,
+    pub write: bool,
+}
+
+impl Rights {
+    pub fn allow(&self, access: &Access) -> bool {
+        if !access.is_write() {
+            self.read
+        } else if access.resource == "controllers" && access.subresource == "scale" {
+            self.scale || self.write
+        } else {
+            self.write
+        }
+    }
 }
 
 struct Token {
     hash: [u8; 32],
     identity: String,
-    read: bool,
-    write: bool,
+    rights: Rights,
 }
 
 struct Loaded {
@@ -105,23 +128,17 @@ impl StaticTokens {
         }
     }
 
-    /// The identity of the token with this hash. Every entry is compared, in constant time, so that timing
-    /// tells nothing about which hash matched how far.
-    pub fn identity(&self, hash: &[u8; 32]) -> Option<String> {
+    /// The identity and rights of the token with this hash. Every entry is compared, in constant time, so
+    /// that timing tells nothing about which hash matched how far.
+    pub fn lookup(&self, hash: &[u8; 32]) -> Option<(String, Rights)> {
         let tokens = self.tokens();
         let mut found = None;
         for token in tokens.iter() {
             if hash_eq(&token.hash, hash) && found.is_none() {
-                found = Some(token.identity.clone());
+                found = Some((token.identity.clone(), token.rights));
             }
         }
         found
-    }
-
-    /// Whether `identity` holds the right `access` needs (read for get/list, write for the rest).
-    pub fn allows(&self, identity: &str, access: &Access) -> bool {
-        let write = access.is_write();
-        self.tokens().iter().any(|t| t.identity == identity && if write { t.write } else { t.read })
     }
 }
 
@@ -138,12 +155,9 @@ fn read(path: &PathBuf) -> Result<(Vec<Token>, Option<SystemTime>), TokenFileErr
         if entry.identity.is_empty() {
             return Err(invalid(format!("tokens[{i}].identity is empty")));
         }
-        tokens.push(Token {
-            hash,
-            identity: entry.identity,
-            read: entry.rights.contains(&Right::Read),
-            write: entry.rights.contains(&Right::Write),
-        });
+        let has = |right| entry.rights.contains(&right);
+        let rights = Rights { read: has(Right::Read), scale: has(Right::Scale), write: has(Right::Write) };
+        tokens.push(Token { hash, identity: entry.identity, rights });
     }
     Ok((tokens, modified))
 }
@@ -165,7 +179,17 @@ fn parse_hex(text: &str) -> Option<[u8; 32]> {
 mod tests {
     use super::super::token_hash;
     use super::*;
-    use axum::http::Method;
+
+    fn access(verb: &'static str, resource: &'static str, subresource: &'static str) -> Access {
+        Access {
+            verb,
+            group: "machinist.dev",
+            resource,
+            subresource,
+            namespace: "ns".into(),
+            name: String::new(),
+        }
+    }
 
     fn hex(hash: [u8; 32]) -> String {
         hash.iter().map(|b| format!("{b:02x}")).collect()
@@ -181,12 +205,11 @@ mod tests {
             hex(token_hash("r-token"))
         ));
         let tokens = StaticTokens::load(path.clone()).unwrap();
-        assert_eq!(tokens.identity(&token_hash("r-token")).as_deref(), Some("reader"));
-        assert_eq!(tokens.identity(&token_hash("other")), None);
-        let read = Access::of(&Method::GET, "/k8s/machines/ns").unwrap();
-        let write = Access::of(&Method::DELETE, "/k8s/controllers/ns/web").unwrap();
-        assert!(tokens.allows("reader", &read));
-        assert!(!tokens.allows("reader", &write));
+        let (identity, rights) = tokens.lookup(&token_hash("r-token")).expect("known");
+        assert_eq!(identity, "reader");
+        assert_eq!(tokens.lookup(&token_hash("other")), None);
+        assert!(rights.allow(&access("list", "machines", "")));
+        assert!(!rights.allow(&access("delete", "controllers", "")));
 
         // A later modification time than the loaded one: reloaded once the check interval has passed.
         write_file(&format!(
@@ -196,15 +219,31 @@ mod tests {
         let later = SystemTime::now() + Duration::from_secs(5);
         std::fs::File::options().write(true).open(&path).unwrap().set_modified(later).unwrap();
         *tokens.last_check.lock().unwrap() = Instant::now() - RELOAD_CHECK;
-        assert_eq!(tokens.identity(&token_hash("w-token")).as_deref(), Some("writer"));
-        assert_eq!(tokens.identity(&token_hash("r-token")), None, "removed tokens stop working");
+        assert_eq!(tokens.lookup(&token_hash("w-token")).map(|t| t.0).as_deref(), Some("writer"));
+        assert_eq!(tokens.lookup(&token_hash("r-token")), None, "removed tokens stop working");
 
         // An invalid file keeps the previous table.
         std::fs::write(&path, "tokens: [{identity: x, sha256: nothex, rights: [read]}]").unwrap();
         let later = SystemTime::now() + Duration::from_secs(10);
         std::fs::File::options().write(true).open(&path).unwrap().set_modified(later).unwrap();
         *tokens.last_check.lock().unwrap() = Instant::now() - RELOAD_CHECK;
-        assert_eq!(tokens.identity(&token_hash("w-token")).as_deref(), Some("writer"));
+        assert_eq!(tokens.lookup(&token_hash("w-token")).map(|t| t.0).as_deref(), Some("writer"));
+    }
+
+    #[test]
+    fn scale_is_its_own_right_and_write_implies_it() {
+        let scale = access("update", "controllers", "scale");
+        let apply = access("update", "controllers", "");
+        let scaler = Rights { read: true, scale: true, write: false };
+        assert!(
+            scaler.allow(&scale)
+                && !scaler.allow(&apply)
+                && !scaler.allow(&access("delete", "controllers", ""))
+        );
+        let writer = Rights { read: false, scale: false, write: true };
+        assert!(
+            writer.allow(&scale) && writer.allow(&apply) && !writer.allow(&access("get", "machines", ""))
+        );
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub struct Fake {
     pub write_delay: Mutex<Duration>,
     /// Every write and every controller read, in order, e.g. `scale default/web Some(Deployment) 3`.
     pub calls: Mutex<Vec<String>>,
+    /// Writes that reached this provider at all, counted before any check of its own (a real provider
+    /// would already have called its API).
+    pub attempts: std::sync::atomic::AtomicUsize,
 }
 
 pub const ALL: Capabilities = Capabilities {
@@ -59,6 +62,7 @@ impl Fake {
             fail: Mutex::new(None),
             write_delay: Mutex::new(Duration::ZERO),
             calls: Mutex::new(Vec::new()),
+            attempts: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -82,7 +86,12 @@ impl Fake {
         Ok(())
     }
 
+    pub fn attempts(&self) -> usize {
+        self.attempts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     async fn delay(&self) {
+        self.attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let delay = self.write_delay.lock().map(|d| *d).unwrap_or_default();
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -157,6 +166,14 @@ fn kube_object(kind: &str, name: &str) -> Value {
 }
 
 impl ReadModel for Fake {
+    fn admit_write(&self, scope: &str) -> Result<()> {
+        if scope == self.scope {
+            Ok(())
+        } else {
+            Err(ProviderError::ScopeNotWatched { scope_kind: "namespace", scope: scope.into() })
+        }
+    }
+
     fn machine(&self, scope: &str, id: &str) -> Result<Fragment> {
         self.check(scope)?;
         machines()

@@ -80,3 +80,88 @@ proptest! {
         }
     }
 }
+
+/// A path segment as a caller may spell it: as is, fully percent-encoded, or with its first byte encoded.
+fn spelled(values: Vec<&'static str>) -> impl Strategy<Value = String> {
+    (prop::sample::select(values), 0..3u8).prop_map(|(value, how)| match how {
+        0 => value.to_string(),
+        1 => value.bytes().map(|b| format!("%{b:02X}")).collect(),
+        _ => format!("%{:02x}{}", value.as_bytes()[0], &value[1..]),
+    })
+}
+
+/// `(method, template, body)` of every API route, the way the router declares them.
+const ROUTES: [(&str, &str, &str); 17] = [
+    ("GET", "/providers", ""),
+    ("GET", "/{provider}/machines/{scope}", ""),
+    ("GET", "/{provider}/machines/{scope}/{name}", ""),
+    ("PATCH", "/{provider}/machines/{scope}/{name}/labels", r#"{"labels":{"a":"b"}}"#),
+    ("GET", "/{provider}/controllers/{scope}", ""),
+    ("PUT", "/{provider}/controllers/{scope}", r#"{"kind":"Deployment","metadata":{"name":"w"}}"#),
+    ("GET", "/{provider}/controllers/{scope}/{name}", ""),
+    ("POST", "/{provider}/controllers/{scope}/{name}", r#"{"replicas":2}"#),
+    ("DELETE", "/{provider}/controllers/{scope}/{name}", ""),
+    ("GET", "/{provider}/services/{scope}", ""),
+    ("PUT", "/{provider}/services/{scope}", r#"{"kind":"Service","metadata":{"name":"s"}}"#),
+    ("DELETE", "/{provider}/services/{scope}/{name}", ""),
+    ("PUT", "/{provider}/secrets/{scope}", r#"{"kind":"Secret","metadata":{"name":"s"}}"#),
+    ("GET", "/{provider}/gateway/gateways/{scope}", ""),
+    ("PUT", "/{provider}/gateway/httproutes/{scope}", r#"{"kind":"HTTPRoute","metadata":{"name":"r"}}"#),
+    ("GET", "/{provider}/gateway/httproutes/{scope}/{name}", ""),
+    ("DELETE", "/{provider}/gateway/httproutes/{scope}/{name}", ""),
+];
+
+/// The verb a fake provider's recorded call stands for.
+fn verb_of(call: &str) -> &'static str {
+    match call.split(' ').next().unwrap_or("") {
+        "controller" => "get",
+        "patch_labels" => "patch",
+        "scale" | "apply" => "update",
+        _ => "delete",
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    /// Whatever the spelling, what the guard authorized (the `Target` on the response) is what the handler
+    /// did: same provider, verb, scope and object; and nothing is done without a `Target`.
+    #[test]
+    fn the_guard_authorizes_what_the_handler_acts_on(
+        route in 0..ROUTES.len(),
+        versioned in any::<bool>(),
+        provider in spelled(vec!["k8s", "ecs", "K8s", "eCs", "gcp"]),
+        scope in spelled(vec!["default", "my_cluster", "other", "Default", "a.b", "ns-1"]),
+        name in spelled(vec!["web", "web-1", "route-1", "We", "a/b", "..", "x.y"]),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let app = app();
+        let (method, template, body) = ROUTES[route];
+        let path = template.replace("{provider}", &provider).replace("{scope}", &scope).replace("{name}", &name);
+        let uri = format!("{}{path}", if versioned { "/api/v1" } else { "" });
+        let Ok(request) = Request::builder().method(method).uri(uri.as_str())
+            .header("content-type", "application/json").body(Body::from(body)) else { return Ok(()) };
+        let response = runtime.block_on(tower::ServiceExt::oneshot(app.router.clone(), request))
+            .unwrap_or_else(|e| match e {});
+        let target = response.extensions().get::<crate::api::target::Target>().cloned();
+        let calls: Vec<(&str, String)> = [("k8s", &app.k8s), ("ecs", &app.ecs)]
+            .into_iter()
+            .flat_map(|(p, fake)| fake.calls().into_iter().map(move |c| (p, c)))
+            .collect();
+        prop_assert!(calls.len() <= 1, "{method} {uri}: {calls:?}");
+        if response.status().is_success() {
+            prop_assert!(target.is_some(), "{method} {uri} answered 200 without the guard's Target");
+        }
+        if let Some((provider, call)) = calls.first() {
+            let target = target.clone().ok_or_else(|| TestCaseError::fail(format!("{uri}: {call} without a Target")))?;
+            let object = call.split(' ').nth(1).unwrap_or("");
+            let (scope, name) = object.split_once('/').unwrap_or((object, ""));
+            prop_assert_eq!(target.provider, *provider, "{} {}: {}", method, uri, call);
+            prop_assert_eq!(target.access.verb, verb_of(call), "{} {}: {}", method, uri, call);
+            prop_assert_eq!(target.scope(), scope, "{} {}: {}", method, uri, call);
+            if !name.is_empty() {
+                prop_assert_eq!(target.name(), name, "{} {}: {}", method, uri, call);
+            }
+        }
+    }
+}

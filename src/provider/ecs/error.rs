@@ -80,10 +80,41 @@ impl From<EcsError> for ProviderError {
             EcsError::Throttled { .. } => {
                 ProviderError::Throttled { detail: e.reason(), retry_after_secs: 2 }
             }
-            EcsError::Auth { .. } | EcsError::Transient { .. } => ProviderError::Upstream(e.reason()),
+            // No retry helps: the IAM principal needs the permission. The SDK message is left out (it names
+            // the principal's ARN); the code and the action are what an operator needs.
+            EcsError::Auth { operation, code, .. } => ProviderError::Forbidden(format!(
+                "AWS refused machinist's own credentials for ECS {operation} ({code}): the IAM principal \
+                 needs ecs:{operation} and valid credentials"
+            )),
+            EcsError::Transient { .. } => ProviderError::Upstream(e.reason()),
             EcsError::NotFound(m) => ProviderError::NotFound(m),
             EcsError::Invalid(m) => ProviderError::Invalid { message: m, errors: Vec::new() },
             EcsError::Conflict(m) => ProviderError::Conflict(m),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_denied_is_forbidden_and_names_the_action_not_the_principal() {
+        let denied = EcsError::Auth {
+            operation: "UpdateService",
+            code: "AccessDeniedException".into(),
+            message:
+                "User: arn:aws:iam::123456789012:user/ops is not authorized to perform: ecs:UpdateService"
+                    .into(),
+        };
+        match ProviderError::from(denied) {
+            ProviderError::Forbidden(detail) => {
+                assert!(detail.contains("ecs:UpdateService") && detail.contains("AccessDeniedException"));
+                assert!(!detail.contains("123456789012"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let transient = EcsError::Transient { operation: "ListTasks", message: "500".into() };
+        assert!(matches!(ProviderError::from(transient), ProviderError::Upstream(_)));
     }
 }

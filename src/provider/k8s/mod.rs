@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod lease;
+pub mod review;
 pub mod watch;
 pub mod write;
 

@@ -1,5 +1,7 @@
 //! kube errors → [`ProviderError`]: one place, so every write maps statuses the same way and no message
-//! carries a credential (transport errors are named by kind only).
+//! carries a credential (transport errors are named by kind only). A 401/403 is machinist's own service
+//! account being refused: `Forbidden`, with the API server's message, which names the verb, resource and
+//! namespace that are missing (never the token).
 
 use crate::provider::{FieldError, ProviderError};
 
@@ -11,6 +13,13 @@ pub fn map_kube_error(error: kube::Error, what: &str) -> ProviderError {
                 if status.message.is_empty() { status.reason.clone() } else { status.message.clone() };
             match status.code {
                 404 => ProviderError::NotFound(format!("{what} not found")),
+                401 => ProviderError::Forbidden(format!(
+                    "kubernetes did not accept machinist's own credentials for {what} (401 Unauthorized)"
+                )),
+                403 => ProviderError::Forbidden(format!(
+                    "kubernetes refused machinist's service account for {what}: {message}; grant the \
+                     permission in machinist's RBAC"
+                )),
                 409 => ProviderError::Conflict(format!("{what}: {message}")),
                 400 | 422 => {
                     let errors: Vec<FieldError> = status
@@ -83,6 +92,22 @@ mod tests {
         assert!(
             matches!(map_kube_error(api(503, "ServiceUnavailable", "down"), w), ProviderError::Upstream(m) if m.contains("503"))
         );
+    }
+
+    #[test]
+    fn refusals_of_our_own_credentials_name_the_missing_permission() {
+        let message = r#"deployments.apps "web" is forbidden: User "system:serviceaccount:m:machinist" cannot update resource "deployments/scale" in API group "apps" in the namespace "team-a""#;
+        match map_kube_error(api(403, "Forbidden", message), "Deployment web in namespace team-a") {
+            ProviderError::Forbidden(detail) => {
+                assert!(detail.contains(r#"cannot update resource "deployments/scale""#), "{detail}");
+                assert!(detail.contains("team-a"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            map_kube_error(api(401, "Unauthorized", "Unauthorized"), "x"),
+            ProviderError::Forbidden(_)
+        ));
     }
 
     #[test]
