@@ -16,7 +16,8 @@ use crate::cache::model::ControllerKind;
 
 pub use crate::cache::ResolvedController as Resolved;
 
-/// Which provider a target lives in (also the ScaleRequest's `spec.target.provider`).
+// Which provider a target lives in (also the ScaleRequest's `spec.target.provider`: a `///` comment here
+// would change the generated CRD).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TargetProvider {
