@@ -17,6 +17,8 @@ pub mod meta;
 pub mod patch;
 pub mod proto;
 pub mod registry;
+pub mod request;
+pub mod response;
 pub mod review;
 pub mod schema;
 pub mod seed;

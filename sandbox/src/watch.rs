@@ -18,7 +18,8 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::StatusError;
-use super::http::{Req, json_bytes};
+use super::request::Req;
+use super::response::json_bytes;
 use super::select::{FieldSelector, LabelSelector};
 use super::store::{EventType, ResourceType, StoreEvent, Stored};
 use super::table;
