@@ -85,7 +85,7 @@ pub async fn run_sandbox(args: SandboxArgs) -> Result<(), SandboxRunError> {
         Some(spawned.task)
     };
 
-    machinist_sandbox::cli::wait_for_signal().await;
+    machinist_sandbox::signal::wait_for_signal().await;
     tracing::info!("shutting down");
     shutdown.cancel();
     let result = match operator {

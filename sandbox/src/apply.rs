@@ -9,12 +9,12 @@ use axum::response::Response;
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 
-use super::StatusError;
 use super::registry::Gvr;
 use super::request::Req;
 use super::response::json_value;
 use super::schema::merge_key;
 use super::stats::Access;
+use super::status::StatusError;
 use super::store::{Part, ResourceType, WriteOpts, now};
 
 /// A field path: `["f:spec", "f:containers", "k:{\"name\":\"app\"}", "f:image"]`.

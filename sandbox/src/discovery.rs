@@ -8,9 +8,9 @@ use axum::response::Response;
 use http::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
-use super::StatusError;
 use super::registry::{Registry, ResourceType};
 use super::response::{json_bytes, json_value, status_response};
+use super::status::StatusError;
 use super::store::Store;
 
 const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];

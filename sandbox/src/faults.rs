@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::StatusError;
+use super::status::StatusError;
 
 /// One kind of injected error.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]

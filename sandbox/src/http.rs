@@ -21,8 +21,9 @@ use super::request::{Req, Target, User, classify, is_true, parse_path, parse_que
 use super::response::{json_bytes, json_value, status_response};
 use super::select::{FieldSelector, LabelSelector};
 use super::stats::Access;
+use super::status::StatusError;
 use super::store::{DeleteOpts, ListQuery, Part, ResourceType};
-use super::{StatusError, apply, discovery, patch, table, watch};
+use super::{apply, discovery, patch, table, watch};
 
 /// Largest request body accepted.
 const BODY_LIMIT: usize = 32 * 1024 * 1024;

@@ -32,11 +32,11 @@ pub mod watch;
 
 mod gateway;
 
-// `machinist sandbox` entry points.
-pub mod cli;
+// Waiting for Ctrl-C / SIGTERM (`machinist sandbox`).
+pub mod signal;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -253,6 +253,33 @@ fn seed_demo(store: &Store) {
 fn seed_load(store: &Store, pods: u32) {
     if let Err(e) = seed::load_pods(store, pods) {
         tracing::warn!(error = %e, "cannot seed the load pods");
+    }
+}
+
+/// What `machinist sandbox` needs besides the server: the kubeconfig file and the lines printed for the user.
+impl Sandbox {
+    /// Writes the kubeconfig (user-only permissions: it may hold the token).
+    pub fn write_kubeconfig(&self, path: &Path) -> Result<(), SandboxError> {
+        let io = |source| SandboxError::Kubeconfig { path: path.display().to_string(), source };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts.open(path).map_err(io)?;
+        std::io::Write::write_all(&mut f, self.kubeconfig_yaml().as_bytes()).map_err(io)
+    }
+
+    /// The lines `machinist sandbox` prints: each URL served and how to point kubectl at it.
+    pub fn banner(&self, kubeconfig: Option<&Path>) -> String {
+        let mut out = format!("Kubernetes API server (sandbox): {}\n", self.url());
+        match kubeconfig {
+            Some(p) => out.push_str(&format!("export KUBECONFIG={}\n", p.display())),
+            None => out.push_str("kubeconfig: pass --kubeconfig PATH to write one\n"),
+        }
+        out
     }
 }
 

@@ -8,11 +8,11 @@ use serde_json::{Map, Value, json};
 use axum::response::Response;
 use http::StatusCode;
 
-use super::StatusError;
 use super::apply::{self, record_update};
 use super::request::Req;
 use super::response::json_value;
 use super::schema::merge_key;
+use super::status::StatusError;
 use super::store::{Part, ResourceType, WriteOpts};
 
 /// Which patch a Content-Type asks for.

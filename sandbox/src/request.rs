@@ -14,9 +14,10 @@ use http::{HeaderMap, Method, header};
 use serde_json::Value;
 
 use super::faults::Faults;
+use super::registry::Gvr;
 use super::stats::Stats;
+use super::status::StatusError;
 use super::store::{ResourceType, Store, WriteOpts};
-use super::{Gvr, StatusError};
 
 /// What every handler shares.
 pub struct AppState {

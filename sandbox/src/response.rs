@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde_json::Value;
 
-use super::StatusError;
+use super::status::StatusError;
 
 pub fn json_bytes(code: StatusCode, body: impl Into<Body>) -> Response {
     let mut r = Response::new(body.into());
