@@ -1,10 +1,14 @@
-//! An embedded Kubernetes API server, for trying machinist and for its tests.
+//! `machinist-sandbox`: an embedded Kubernetes API server, for trying machinist and for its tests, and the
+//! launcher of the ECS emulator (`ecs_emulator`).
 //!
-//! It must not import `cache`, `provider` or `reconcile`: a fake that shares code with the code under test
-//! hides exactly the bugs it exists to catch.
+//! It depends on no machinist crate, and the operator never depends on it: a fake that shares code with the
+//! code under test hides exactly the bugs it exists to catch (Cargo enforces it: see the workspace's
+//! `Cargo.toml`).
 //!
-//! `store` holds the objects and their semantics; `http` serves them (with `watch`, `patch`, `apply`,
-//! `discovery`, `table`); `stats` and `faults` are the test hooks; `state` persists objects across runs.
+//! `store` holds the objects and their semantics; `http` routes requests (parsed by `request`, answered with
+//! `response`) to `patch`, `apply`, `watch`, `discovery` and `table`, none of which imports `http`;
+//! `controllers` simulates the workload controllers and the kubelet; `stats` and `faults` are the test
+//! hooks; `state` persists objects across runs; `signal` waits for Ctrl-C/SIGTERM.
 
 pub mod apply;
 pub mod controllers;

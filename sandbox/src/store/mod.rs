@@ -3,7 +3,9 @@
 //!
 //! It owns Kubernetes object semantics (stamping, generation, preconditions, status subresource rules,
 //! finalizers, garbage collection, CRD registration, consistent pagination). It must not know about HTTP, and
-//! closures given to `update` must not call back into the store (they run under its lock).
+//! closures given to `update` must not call back into the store (they run under its lock). This file holds
+//! the types and the locking entry points; `write` the create/replace/delete semantics, `read` list pages
+//! and watch starts.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
