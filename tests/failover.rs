@@ -3,8 +3,7 @@
 //! completes exactly once.
 
 mod common;
-#[path = "common/replica.rs"]
-mod replica;
+use common::replica;
 
 use std::time::{Duration, Instant};
 
