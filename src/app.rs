@@ -48,6 +48,14 @@ pub async fn run_operator(
     shutdown: CancellationToken,
 ) -> Result<(), AppError> {
     let Overrides { kube_config, ecs: ecs_settings, ready } = overrides;
+    crate::metrics::init_series(&crate::metrics::Startup {
+        providers: &[("k8s", args.provider.k8s), ("ecs", args.provider.ecs)]
+            .iter()
+            .filter_map(|(name, on)| on.then_some(*name))
+            .collect::<Vec<_>>(),
+        auth_mode: args.edge.auth_mode.as_str(),
+        watch_stale_after: args.watch_stale_after,
+    });
     let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
     let mut scalers = Scalers::default();
     let mut background = Vec::new();

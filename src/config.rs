@@ -126,6 +126,10 @@ pub struct OperatorArgs {
     #[arg(long = "shutdown-delay", env = "PLT_SHUTDOWN_DELAY_SECS", value_parser = parse_secs_or_zero)]
     pub shutdown_delay: Option<Duration>,
 
+    /// Log lines as `text` (coloured only on a terminal without NO_COLOR) or `json` (one object per line).
+    #[arg(long = "log-format", env = "PLT_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: crate::telemetry::LogFormat,
+
     #[command(flatten)]
     pub ecs: EcsArgs,
 
@@ -372,5 +376,17 @@ mod tests {
             unreachable!()
         };
         assert_eq!(run.shutdown_delay(), Duration::ZERO);
+    }
+
+    #[test]
+    fn log_format_is_text_or_json() {
+        use crate::telemetry::LogFormat;
+        let Command::Run(run) = parse(&["run"]).unwrap().command else { unreachable!() };
+        assert_eq!(run.log_format, LogFormat::Text);
+        let Command::Sandbox(sb) = parse(&["sandbox", "--log-format", "json"]).unwrap().command else {
+            unreachable!()
+        };
+        assert_eq!(sb.operator.log_format, LogFormat::Json);
+        assert!(parse(&["run", "--log-format", "logfmt"]).is_err());
     }
 }

@@ -9,7 +9,8 @@
 # Usage: tools/image.sh [--measure]     (also `just image`)
 #   --measure  prints the image size and the seconds from `podman run` to /health/readiness 200, against a
 #              `machinist sandbox --apiserver-only` it starts on 127.0.0.1.
-# Environment: IMAGE (default localhost/machinist:<version>), DEBIAN_MIRROR, PODMAN_DIR (tools/podman.sh).
+# Environment: IMAGE (default localhost/machinist:<version>); MACHINIST_BINARY, a binary to use instead of
+# building the release one (tests/image.rs passes its own build); DEBIAN_MIRROR; PODMAN_DIR (tools/podman.sh).
 # Needs podman, runc and mmdebstrap (Debian: apt-get install podman runc mmdebstrap).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,12 +25,17 @@ MEASURE=0
 for arg in "$@"; do
   case "$arg" in
     --measure) MEASURE=1 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "image.sh: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
 
 log() { echo "image.sh: $*" >&2; }
+
+# One build at a time (a test and a developer may both run this): they share the base and the work dirs.
+mkdir -p "$ROOT/target/podman"
+exec 9>"$ROOT/target/podman/.image.lock"
+flock 9
 
 for tool in podman runc mmdebstrap; do
   command -v "$tool" >/dev/null || { log "$tool is missing: apt-get install podman runc mmdebstrap"; exit 1; }
@@ -77,16 +83,22 @@ else
   log "$BASE exists (REBUILD_BASE=1 rebuilds it)"
 fi
 
-log "building the release binary"
-cargo build --release --locked --bin machinist
+BINARY="${MACHINIST_BINARY:-}"
+if [ -z "$BINARY" ]; then
+  log "building the release binary"
+  cargo build --release --locked --bin machinist
+  BINARY="$ROOT/target/release/machinist"
+fi
 
 # A context of the binary alone: the repository (target/ included) would be walked by every build.
 CONTEXT="$ROOT/target/podman/context"
 rm -rf "$CONTEXT" && mkdir -p "$CONTEXT/target/release"
-cp target/release/machinist "$CONTEXT/target/release/machinist"
+cp "$BINARY" "$CONTEXT/target/release/machinist"
 "$PODMAN" build --quiet --pull=never -f Dockerfile \
   --build-arg "RUNTIME_IMAGE=$BASE" --build-arg BINARY_SOURCE=prebuilt \
   -t "$IMAGE" "$CONTEXT" >/dev/null
+rm -rf "$CONTEXT"
+flock -u 9
 log "built $IMAGE"
 echo "$IMAGE"
 
@@ -102,7 +114,7 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-target/release/machinist sandbox --apiserver-only --kubeconfig "$tmp/kubeconfig" >"$tmp/sandbox.log" 2>&1 &
+"$BINARY" sandbox --apiserver-only --kubeconfig "$tmp/kubeconfig" >"$tmp/sandbox.log" 2>&1 &
 sandbox_pid=$!
 for _ in $(seq 100); do [ -s "$tmp/kubeconfig" ] && break; sleep 0.1; done
 [ -s "$tmp/kubeconfig" ] || { log "the sandbox did not start"; cat "$tmp/sandbox.log" >&2; exit 1; }
