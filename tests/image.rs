@@ -189,16 +189,18 @@ async fn the_image_runs_as_the_chart_deploys_it() {
     }
     eprintln!("podman run -> /health/readiness 200: {:.2} s", started.elapsed().as_secs_f64());
 
-    let read = http.get(format!("{base}/k8s/controllers/demo/web")).send().await.expect("read");
+    let read = http.get(format!("{base}/k8s/controllers/demo/frontend")).send().await.expect("read");
     assert_eq!(read.status(), 200);
     let body: Json = read.json().await.expect("JSON");
-    assert_eq!(body["name"], "web", "{body}");
+    assert_eq!(body["controller"]["name"], "frontend", "{body}");
+    assert_eq!(body["controller"]["replicas"], 3, "{body}");
 
     let scale =
-        http.post(format!("{base}/k8s/controllers/demo/web")).json(&json!({"replicas": 5})).send().await;
+        http.post(format!("{base}/k8s/controllers/demo/frontend")).json(&json!({"replicas": 5})).send().await;
     let scale = scale.expect("scale");
     assert_eq!(scale.status(), 200, "{}", scale.text().await.unwrap_or_default());
-    let replicas = sb.store.get(&Gvr::deployments(), "demo", "web").expect("web")["spec"]["replicas"].clone();
+    let replicas =
+        sb.store.get(&Gvr::deployments(), "demo", "frontend").expect("frontend")["spec"]["replicas"].clone();
     assert_eq!(replicas, 5, "the Deployment in the cluster was scaled");
 
     let text = logs();

@@ -98,6 +98,8 @@ cp "$BINARY" "$CONTEXT/target/release/machinist"
   --build-arg "RUNTIME_IMAGE=$BASE" --build-arg BINARY_SOURCE=prebuilt \
   -t "$IMAGE" "$CONTEXT" >/dev/null
 rm -rf "$CONTEXT"
+# The previous build of this tag, now untagged: each one holds a copy of the binary.
+"$PODMAN" image prune --force >/dev/null
 flock -u 9
 log "built $IMAGE"
 echo "$IMAGE"
