@@ -280,6 +280,10 @@ pub struct SandboxArgs {
     #[arg(long)]
     pub no_demo: bool,
 
+    /// Do not create the ScaleRequest CRD at start (it is, as `helm install` would).
+    #[arg(long)]
+    pub no_crds: bool,
+
     /// Milliseconds a new pod stays Pending before it runs.
     #[arg(long, default_value_t = 500)]
     pub pod_start_delay_ms: u64,

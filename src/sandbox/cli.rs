@@ -18,6 +18,7 @@ impl From<&SandboxArgs> for SandboxOptions {
             pod_start_delay: std::time::Duration::from_millis(a.pod_start_delay_ms),
             demo: !a.no_demo,
             extra_pods: a.pods,
+            crds: !a.no_crds,
         }
     }
 }
