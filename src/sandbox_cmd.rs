@@ -37,6 +37,7 @@ fn sandbox_options(a: &SandboxArgs) -> SandboxOptions {
         pod_start_delay: Duration::from_millis(a.pod_start_delay_ms),
         demo: !a.no_demo,
         extra_pods: a.pods,
+        crds: !a.no_crds,
     }
 }
 
