@@ -157,25 +157,20 @@ fn the_readmes_first_steps_work_as_written() {
     drop(sandbox);
 }
 
-/// `machinist sandbox` serves the CRD of `crds/` from the start, as after `helm install`; `--no-crds` leaves
-/// the cluster without it, for trying an install by hand.
+/// The sandbox serves the CRD of `crds/` from the start, as after `helm install` (`machinist sandbox` sets
+/// this; the test above runs it); `--no-crds` leaves the cluster without it, for trying an install by hand.
 #[tokio::test]
 async fn the_sandbox_serves_the_scalerequest_crd_unless_no_crds() {
-    use clap::Parser;
-    use machinist::config::{Cli, Command as Sub};
     use machinist::sandbox::{Gvr, Sandbox, SandboxOptions};
 
     let shipped: serde_json::Value = serde_yaml::from_str(
         &std::fs::read_to_string(Path::new(ROOT).join("crds/scalerequest.yaml")).expect("crds/"),
     )
     .expect("the CRD parses");
-    for (flags, served) in [(&["sandbox"][..], true), (&["sandbox", "--no-crds"][..], false)] {
-        let cli =
-            Cli::try_parse_from(std::iter::once("machinist").chain(flags.iter().copied())).expect("flags");
-        let Sub::Sandbox(args) = cli.command else { unreachable!() };
-        let sb = Sandbox::start(SandboxOptions::from(&args)).await.expect("sandbox starts");
+    for crds in [true, false] {
+        let sb = Sandbox::start(SandboxOptions { crds, ..Default::default() }).await.expect("sandbox starts");
         let crd = sb.store.get(&Gvr::crds(), "", "scalerequests.machinist.dev");
-        assert_eq!(crd.is_some(), served, "{flags:?}");
+        assert_eq!(crd.is_some(), crds);
         if let Some(crd) = crd {
             assert_eq!(crd["spec"]["names"], shipped["spec"]["names"]);
             let columns = "/spec/versions/0/additionalPrinterColumns";
