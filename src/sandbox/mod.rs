@@ -9,6 +9,7 @@
 pub mod apply;
 pub mod controllers;
 pub mod discovery;
+pub mod ecs_emulator;
 pub mod faults;
 pub mod http;
 pub mod kubeconfig;

@@ -2,8 +2,6 @@
 //! the repository root. It is the pinned one `tools/install-tools.sh` installs into `target/tools` (installed
 //! on first use), never whatever `kubectl` the PATH holds: a fresh machine has none.
 
-#![allow(dead_code)]
-
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
