@@ -163,7 +163,8 @@ fn the_readmes_first_steps_work_as_written() {
 async fn the_sandbox_serves_the_scalerequest_crd_unless_no_crds() {
     use clap::Parser;
     use machinist::config::{Cli, Command as Sub};
-    use machinist::sandbox::{Gvr, Sandbox, SandboxOptions};
+    use machinist::sandbox::{Gvr, Sandbox};
+    use machinist::sandbox_cmd::sandbox_options;
 
     let shipped: serde_json::Value = serde_yaml::from_str(
         &std::fs::read_to_string(Path::new(ROOT).join("crds/scalerequest.yaml")).expect("crds/"),
@@ -173,7 +174,7 @@ async fn the_sandbox_serves_the_scalerequest_crd_unless_no_crds() {
         let cli =
             Cli::try_parse_from(std::iter::once("machinist").chain(flags.iter().copied())).expect("flags");
         let Sub::Sandbox(args) = cli.command else { unreachable!() };
-        let sb = Sandbox::start(SandboxOptions::from(&args)).await.expect("sandbox starts");
+        let sb = Sandbox::start(sandbox_options(&args)).await.expect("sandbox starts");
         let crd = sb.store.get(&Gvr::crds(), "", "scalerequests.machinist.dev");
         assert_eq!(crd.is_some(), served, "{flags:?}");
         if let Some(crd) = crd {
