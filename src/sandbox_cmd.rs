@@ -28,7 +28,8 @@ pub enum SandboxRunError {
     Crashed,
 }
 
-fn sandbox_options(a: &SandboxArgs) -> SandboxOptions {
+/// The embedded API server's options from the `machinist sandbox` flags.
+pub fn sandbox_options(a: &SandboxArgs) -> SandboxOptions {
     SandboxOptions {
         listen: a.listen.clone(),
         token: a.token.clone(),
