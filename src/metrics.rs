@@ -360,11 +360,11 @@ mod tests {
         let version = env!("CARGO_PKG_VERSION");
         assert!(text.contains(&format!("machinist_build_info{{version=\"{version}\"}} 1")), "{text}");
         assert_eq!(sample(&text, "machinist_watch_stale_after_seconds"), Some(600.0));
-        assert_eq!(sample(&text, "machinist_reconcile_total{result=\"success\",source=\"crd\"}"), Some(0.0));
-        assert_eq!(
-            sample(&text, "machinist_auth_decisions_total{mode=\"static\",result=\"forbidden\"}"),
-            Some(0.0)
+        // The registry is global and other tests of this binary count on it, so only presence is certain.
+        assert!(sample(&text, "machinist_reconcile_total{result=\"success\",source=\"crd\"}").is_some());
+        assert!(
+            sample(&text, "machinist_auth_decisions_total{mode=\"static\",result=\"forbidden\"}").is_some()
         );
-        assert_eq!(sample(&text, "machinist_rate_limited_total{tier=\"ip\"}"), Some(0.0));
+        assert!(sample(&text, "machinist_rate_limited_total{tier=\"ip\"}").is_some());
     }
 }
