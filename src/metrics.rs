@@ -350,7 +350,7 @@ mod tests {
     }
 
     #[test]
-    fn startup_series_exist_at_zero() {
+    fn startup_series_exist_before_first_use() {
         init_series(&Startup {
             providers: &["k8s"],
             auth_mode: "static",
