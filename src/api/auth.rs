@@ -21,8 +21,8 @@ use sha2::{Digest, Sha256};
 pub use kube_review::KubeAuth;
 pub use tokens::{Rights, StaticTokens, TokenFileError};
 
-use crate::api::ApiState;
 use crate::api::limits::{self, Quota, RateLimitConfig, RateLimiter, Refusal};
+use crate::api::middleware::Identity;
 use crate::api::problem::Problem;
 use crate::api::target::Target;
 use crate::provider::{Access, ReviewedUser, Reviewer};
@@ -51,10 +51,6 @@ impl AuthMode {
         }
     }
 }
-
-/// An authenticated caller, put in the response extensions for the access log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Identity(pub String);
 
 /// Who is calling and what decides their rights.
 enum Caller {
@@ -221,8 +217,7 @@ fn hash_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 /// the per-IP and global limits, the classification of the matched route and its decoded parameters, then
 /// authentication, the per-identity limit and authorization. The handler gets the classified [`Target`] and
 /// nothing else: no request reaches a handler unclassified or unauthenticated.
-pub async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let edge = state.edge.clone();
+pub async fn guard(State(edge): State<Arc<Edge>>, request: Request, next: Next) -> Response {
     let mode = edge.mode().as_str();
     let decisions = &crate::metrics::metrics().auth_decisions;
     let write = !matches!(*request.method(), Method::GET | Method::HEAD);

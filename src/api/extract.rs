@@ -10,9 +10,9 @@ use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::{StatusCode, header, request::Parts};
 use bytes::Bytes;
 
-use crate::api::ApiState;
 use crate::api::names::truncate;
 use crate::api::problem::{self, Problem};
+use crate::api::state::ApiState;
 use crate::api::target::{KNOWN_PROVIDERS, Target};
 use crate::provider::{ControllerKind, Provider};
 

@@ -9,8 +9,8 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::api::ApiState;
 use crate::api::problem::Problem;
+use crate::api::state::ApiState;
 use crate::cache::model::Health;
 
 /// Seconds a probe-facing client should wait before asking again.

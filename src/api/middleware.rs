@@ -15,6 +15,10 @@ use axum::response::Response;
 
 use crate::api::problem::{self, PROBLEM_CONTENT_TYPE, Problem};
 
+/// An authenticated caller, which the edge puts in the response extensions for the access log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity(pub String);
+
 pub const API_VERSION_HEADER: &str = "x-api-version";
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -95,11 +99,8 @@ pub async fn finish(request: Request, next: Next) -> Response {
     }
     response.headers_mut().insert(API_VERSION_HEADER, HeaderValue::from_static("v1"));
 
-    let identity = response
-        .extensions()
-        .get::<crate::api::auth::Identity>()
-        .map(|i| i.0.clone())
-        .unwrap_or_else(|| "-".to_string());
+    let identity =
+        response.extensions().get::<Identity>().map(|i| i.0.clone()).unwrap_or_else(|| "-".to_string());
     let status = response.status();
     let elapsed = start.elapsed();
     crate::metrics::metrics()

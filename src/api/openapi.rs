@@ -12,11 +12,11 @@ use utoipa::openapi::path::Operation;
 use utoipa::openapi::{Object, RefOr, Type};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::ApiState;
 use crate::api::body::{
     ControllerEnvelope, ControllerList, Deleted, KubeObject, LabelsPatch, ScaleBody, SecretApplied, Status,
 };
 use crate::api::respond::json_bytes;
+use crate::api::state::ApiState;
 use crate::cache::model::Controller;
 
 #[derive(OpenApi)]

@@ -6,11 +6,11 @@
 use axum::extract::State;
 use axum::response::Response;
 
-use crate::api::ApiState;
 use crate::api::body;
 use crate::api::extract::{ObjectPath, ReadQuery, ScopePath};
 use crate::api::problem::{Problem, Problems};
 use crate::api::respond::{array, fragment, json_bytes, push_array, require, wrapped};
+use crate::api::state::ApiState;
 use crate::cache::model::{Capabilities, ProviderInfo};
 use crate::provider::Health;
 

@@ -12,12 +12,12 @@ use axum::extract::State;
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use crate::api::ApiState;
 use crate::api::body;
 use crate::api::extract::{JsonBody, ObjectPath, ReadQuery, ScopePath};
 use crate::api::names;
 use crate::api::problem::{Problem, Problems};
 use crate::api::respond::{fragment, require};
+use crate::api::state::ApiState;
 use crate::provider::{ControllerTarget, FieldError, ManifestKind, Provider};
 
 /// The largest replica count accepted: far above any real workload, far below i32 overflow.
