@@ -58,13 +58,16 @@ pub async fn run_operator(
             None => kube::Config::infer().await.map_err(client::ClientError::from)?,
         };
         // kube-client's own retry stays off: watchers back off by themselves and the reconciler owns the
-        // write retry budget (STYLE anti-pattern 7).
-        let client = client::client_with(config, false).map_err(client::ClientError::from)?;
+        // write retry budget (STYLE anti-pattern 7). Watches get a client of their own: their responses
+        // last minutes, every other call is bounded by --k8s-request-timeout.
+        let timeouts = client::Timeouts { request: args.k8s_request_timeout, ..client::Timeouts::default() };
+        let client = client::bounded(config.clone(), false, timeouts).map_err(client::ClientError::from)?;
+        let watch_client = client::watch_client(config, timeouts).map_err(client::ClientError::from)?;
         let cache = Arc::new(Cache::new_k8s(args.namespaces.clone()));
-        let watchers = watch::spawn_watchers(client.clone(), cache.clone(), &args.namespaces);
+        let watchers = watch::spawn_watchers(watch_client.clone(), cache.clone(), &args.namespaces);
         let scaler = write::K8sScaler::new(client.clone(), cache.clone(), write::RetryBudget::default());
         scalers.k8s = Some(Arc::new(scaler));
-        Some((client, cache, watchers))
+        Some((client, watch_client, cache, watchers))
     } else {
         None
     };
@@ -81,9 +84,11 @@ pub async fn run_operator(
         None
     };
 
-    let reconciler = Reconciler::new(scalers);
+    // A write's execution ends within --write-timeout whatever its calls do: a hung call must not keep its
+    // target's queue slot once its caller has been answered.
+    let reconciler = Reconciler::bounded(scalers, args.write_timeout);
 
-    if let Some((client, cache, watchers)) = &kube {
+    if let Some((client, watch_client, cache, watchers)) = &kube {
         let writes =
             write::K8sWrites::new(client.clone(), cache.clone(), reconciler.clone(), args.write_timeout);
         providers.push(Arc::new(K8sProvider::new(
@@ -94,7 +99,12 @@ pub async fn run_operator(
         )));
 
         let identity = args.identity.clone().unwrap_or_else(default_identity);
-        let ctx = controller::Context::new(client.clone(), reconciler.clone(), &identity);
+        let ctx = controller::Context::with_watch_client(
+            client.clone(),
+            watch_client.clone(),
+            reconciler.clone(),
+            &identity,
+        );
         if args.leader_election {
             let namespace =
                 args.lease_namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
@@ -158,7 +168,7 @@ pub async fn run_operator(
     for task in background {
         let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
     }
-    if let Some((_, _, watchers)) = kube {
+    if let Some((_, _, _, watchers)) = kube {
         watchers.abort();
     }
     Ok(())

@@ -105,9 +105,15 @@ pub struct OperatorArgs {
     #[arg(long, env = "PLT_K8S_WATCH_STALE_SECS", default_value = "600", value_parser = parse_secs)]
     pub watch_stale_after: Duration,
 
-    /// How long a REST write waits for the provider to accept it before answering 504.
+    /// How long a REST write waits for the provider to accept it before answering 504; also the bound of
+    /// one write's execution, so a hung call frees its target for the next write after this long.
     #[arg(long, env = "PLT_WRITE_TIMEOUT_SECS", default_value = "10", value_parser = parse_secs)]
     pub write_timeout: Duration,
+
+    /// Bound of one Kubernetes API request (connect, send, each wait for the response); watches are bounded
+    /// by their server-side timeout (290 s) plus 15 s instead.
+    #[arg(long = "k8s-request-timeout", env = "PLT_K8S_REQUEST_TIMEOUT_SECS", default_value = "10", value_parser = parse_secs)]
+    pub k8s_request_timeout: Duration,
 
     /// Run the ScaleRequest controller only while holding the Lease `machinist-leader`.
     #[arg(long, env = "PLT_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]

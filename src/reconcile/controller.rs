@@ -13,17 +13,16 @@ use std::time::Duration;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::watch;
 
 use super::crd::{Condition, Phase, ScaleRequest, ScaleRequestStatus, TargetProvider};
 use super::plan::{self, Action, Desired, Observed, REASON_TARGET_NOT_FOUND, backoff};
-use super::queue::TargetKey;
+use super::queue::{Fence, TargetKey};
 use super::run::{Reconciler, Source};
 use crate::cache::model::ControllerKind;
 use crate::provider::ProviderError;
@@ -38,6 +37,10 @@ pub enum ControllerError {
     NoNamespace(String),
     #[error("writing the status of ScaleRequest {name}: {source}")]
     Status { name: String, source: kube::Error },
+    /// The status write's resourceVersion precondition failed: this reconcile saw an older copy (or another
+    /// replica wrote since). Not an error: the newer copy is reconciled instead.
+    #[error("ScaleRequest {0} changed since this reconcile read it")]
+    Stale(String),
     #[error("deleting the finished ScaleRequest {name}: {source}")]
     Delete { name: String, source: kube::Error },
     #[error("the reconcile of ScaleRequest {0} failed unexpectedly")]
@@ -47,6 +50,9 @@ pub enum ControllerError {
 /// What each reconcile gets.
 pub struct Context {
     client: Client,
+    /// The client of the ScaleRequest watch (`client::watch_client`): bounded above the watch timeout,
+    /// where `client` is bounded per request.
+    watch_client: Client,
     reconciler: Arc<Reconciler>,
     recorder: Recorder,
     /// Consecutive retries per request (namespace/name), for the backoff of a missing target or a failed
@@ -57,19 +63,42 @@ pub struct Context {
     /// the previous one.
     previous: Mutex<HashMap<String, (i64, i32)>>,
     autoscalers: AutoscalerLists,
+    /// This replica's leadership, once [`run_while_leader`] runs: reconciles write only while it reads true.
+    leader: std::sync::OnceLock<watch::Receiver<bool>>,
 }
 
 impl Context {
     pub fn new(client: Client, reconciler: Arc<Reconciler>, identity: &str) -> Arc<Context> {
+        Context::with_watch_client(client.clone(), client, reconciler, identity)
+    }
+
+    /// [`Context::new`] watching ScaleRequests through `watch_client`.
+    pub fn with_watch_client(
+        client: Client,
+        watch_client: Client,
+        reconciler: Arc<Reconciler>,
+        identity: &str,
+    ) -> Arc<Context> {
         let reporter = Reporter { controller: "machinist".into(), instance: Some(identity.to_string()) };
         Arc::new(Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
+            watch_client,
             reconciler,
             retries: Mutex::new(HashMap::new()),
             previous: Mutex::new(HashMap::new()),
             autoscalers: AutoscalerLists::default(),
+            leader: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The fence of this replica's writes (none without leader election).
+    fn fence(&self) -> Fence {
+        self.leader.get().cloned()
+    }
+
+    fn leading(&self) -> bool {
+        self.leader.get().is_none_or(|leading| *leading.borrow())
     }
 
     fn next_retry(&self, key: &str) -> Duration {
@@ -429,8 +458,13 @@ async fn reconcile(sr: Arc<ScaleRequest>, ctx: Arc<Context>) -> Result<Requeue, 
                     _ => None,
                 }
             };
-            let write =
-                ctx.reconciler.scale_within(Source::Crd, CRD_WRITE_DEADLINE, &target_key, sr.spec.replicas);
+            let write = ctx.reconciler.scale_within_fenced(
+                Source::Crd,
+                CRD_WRITE_DEADLINE,
+                &target_key,
+                sr.spec.replicas,
+                ctx.fence(),
+            );
             // The autoscaler check only feeds the status: it runs alongside the write, not before it.
             let (hpa, result) = tokio::join!(autoscaler, write);
             if let (Some(hpa), Some(resolved)) = (hpa, &observed) {
@@ -511,10 +545,19 @@ async fn reconcile(sr: Arc<ScaleRequest>, ctx: Arc<Context>) -> Result<Requeue, 
         }
         Action::Expire => {
             ctx.forget(&key);
+            if !ctx.leading() {
+                return Ok(Requeue::await_change());
+            }
             let api: Api<ScaleRequest> = Api::namespaced(ctx.client.clone(), &ns);
-            match api.delete(&name, &DeleteParams::background()).await {
+            // The uid precondition: a request deleted and created again under the same name meanwhile is a
+            // new request, not this finished one.
+            let params = DeleteParams {
+                preconditions: Some(Preconditions { uid: sr.uid(), resource_version: None }),
+                ..DeleteParams::background()
+            };
+            match api.delete(&name, &params).await {
                 Ok(_) => Ok(Requeue::await_change()),
-                Err(kube::Error::Api(s)) if s.code == 404 => Ok(Requeue::await_change()),
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(Requeue::await_change()),
                 Err(source) => Err(ControllerError::Delete { name, source }),
             }
         }
@@ -563,12 +606,13 @@ async fn update(
     let transitioned = old.phase != new.phase
         || reason_of(old) != reason_of(&new)
         || old.observed_generation != new.observed_generation;
+    // A replica that no longer leads starts no write (its reconciles are being aborted).
+    if !ctx.leading() {
+        return Ok(());
+    }
     if &new != old {
         let api: Api<ScaleRequest> = Api::namespaced(ctx.client.clone(), &sr.namespace().unwrap_or_default());
-        let patch = status_patch(&new);
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|source| ControllerError::Status { name: name.clone(), source })?;
+        write_status(&api, sr, &new).await?;
     }
     if transitioned {
         let reference = sr.object_ref(&());
@@ -580,7 +624,32 @@ async fn update(
     Ok(())
 }
 
+/// Patch `/status` to `status`, on the condition that the request is still at the resourceVersion this
+/// reconcile read: a late write (a deposed leader's, or one from an older copy) fails with 409 instead of
+/// overwriting a newer status.
+pub async fn write_status(
+    api: &Api<ScaleRequest>,
+    sr: &ScaleRequest,
+    status: &ScaleRequestStatus,
+) -> Result<(), ControllerError> {
+    let name = sr.name_any();
+    let mut patch = status_patch(status);
+    if let Some(rv) = &sr.metadata.resource_version {
+        patch["metadata"] = json!({ "resourceVersion": rv });
+    }
+    match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Err(ControllerError::Stale(name)),
+        Err(source) => Err(ControllerError::Status { name, source }),
+    }
+}
+
 fn error_policy(sr: Arc<ScaleRequest>, error: &ControllerError, _ctx: Arc<Context>) -> Requeue {
+    if let ControllerError::Stale(name) = error {
+        // The newer copy is on its way through the watch; this is a backstop.
+        tracing::debug!(scalerequest = %name, "status write on a stale copy; reconciling the newer one");
+        return Requeue::requeue(Duration::from_millis(500));
+    }
     tracing::warn!(scalerequest = %sr.name_any(), %error, "reconcile failed");
     crate::metrics::metrics().reconciles.with_label_values(&["crd", "controller_error"]).inc();
     Requeue::requeue(Duration::from_secs(2))
@@ -593,16 +662,16 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let apis: Vec<Api<ScaleRequest>> = if namespaces.is_empty() {
-        vec![Api::all(ctx.client.clone())]
+        vec![Api::all(ctx.watch_client.clone())]
     } else {
-        namespaces.iter().map(|ns| Api::namespaced(ctx.client.clone(), ns)).collect()
+        namespaces.iter().map(|ns| Api::namespaced(ctx.watch_client.clone(), ns)).collect()
     };
     let stop = futures::future::FutureExt::shared(Box::pin(stop));
     let runs = apis.into_iter().map(|api| {
         let stop = stop.clone();
         let ctx = Arc::clone(&ctx);
         async move {
-            Controller::new(api, watcher::Config::default())
+            Controller::new(api, crate::provider::k8s::watch::watch_config())
                 .graceful_shutdown_on(stop)
                 .run(reconcile_spawned, error_policy, ctx)
                 .for_each(|result| async move {
@@ -624,6 +693,7 @@ pub async fn run_while_leader(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) {
     tokio::pin!(shutdown);
+    let _ = ctx.leader.set(leader.clone());
     loop {
         tokio::select! {
             _ = &mut shutdown => return,
@@ -634,9 +704,12 @@ pub async fn run_while_leader(
         let lost = async move {
             let _ = follower.wait_for(|leading| !*leading).await;
         };
+        // On loss the controller is dropped, not shut down gracefully: its in-flight reconciles are
+        // aborted at once (`AbortOnDrop`), and their queued writes are fenced off (see `queue`).
         tokio::select! {
             _ = &mut shutdown => return,
-            _ = run(Arc::clone(&ctx), namespaces.clone(), lost) => {}
+            _ = lost => {}
+            _ = run(Arc::clone(&ctx), namespaces.clone(), futures::future::pending::<()>()) => {}
         }
         tracing::info!("no longer leading: the ScaleRequest controller stopped");
     }

@@ -20,6 +20,7 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 
+use super::client::WATCH_TIMEOUT;
 use crate::cache::{Cache, Gateway, HttpRoute, K8sObject, kinds};
 use crate::metrics::metrics;
 
@@ -318,12 +319,19 @@ async fn drive<K, R, S>(
     health.ended(&id);
 }
 
-/// A watcher with kube's default backoff on errors.
+/// A watcher with kube's default backoff on errors. Its client must come from `client::watch_client`: the
+/// server ends each watch after [`WATCH_TIMEOUT`], kube-runtime drops one silent 5 s past that, and the
+/// client's own bound cuts a hung LIST.
 fn watcher<K>(api: Api<K>) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
-    watcher::watcher(api, watcher::Config::default()).default_backoff()
+    watcher::watcher(api, watch_config()).default_backoff()
+}
+
+/// The watcher configuration of every watch machinist runs (the ScaleRequest controller's too).
+pub fn watch_config() -> watcher::Config {
+    watcher::Config::default().timeout(u32::try_from(WATCH_TIMEOUT.as_secs()).unwrap_or(290))
 }
 
 #[cfg(test)]
