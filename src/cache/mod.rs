@@ -14,6 +14,7 @@
 //! - Lists are ordered by name; controllers by kind (resolution order), then name.
 
 pub mod model;
+mod pins;
 mod project;
 mod quantity;
 mod store;
@@ -27,6 +28,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use kube::runtime::watcher::Event;
 
 pub use self::model::{ControllerKind, Labels, Machine, Service};
+use self::pins::{Pins, Seen};
 use self::project::provider_metadata;
 pub use self::project::{Gateway, HttpRoute, K8sObject, ObjectKey, Projection, format_time, kinds};
 pub use self::quantity::Quantity;
@@ -71,6 +73,8 @@ struct Inner {
     /// The namespace watcher is not running (namespaces configured, or skipped): scopes are not checked
     /// against existing namespaces.
     namespaces_known: bool,
+    /// machinist's own writes, protected from late watch events (`pins`).
+    pins: Pins,
 }
 
 /// One provider's cache, shared as `Arc<Cache>`.
@@ -124,6 +128,7 @@ impl Cache {
                 ready,
                 relists: HashMap::new(),
                 namespaces_known,
+                pins: Pins::default(),
             }),
         }
     }
@@ -163,14 +168,15 @@ impl Cache {
 
     // ---- k8s ingest
 
-    /// Project and upsert one object (also the write path's read-your-writes). A copy older (by
-    /// resourceVersion) than the cached one is ignored, so a write's response cannot undo a newer event.
+    /// The write path's read-your-writes: project and upsert an object a write returned. A copy older (by
+    /// resourceVersion) than the cached one is ignored, so a write's response cannot undo a newer event; an
+    /// applied one is pinned against late watch events (`pins`).
     pub fn apply<K: K8sObject>(&self, obj: &K) {
         self.apply_checked(obj, true);
     }
 
-    /// `fresher_only`: refuse a copy older than the cached one (the write path races the watcher).
-    fn apply_checked<K: K8sObject>(&self, obj: &K, fresher_only: bool) {
+    /// `write`: the object comes from a write's response (else from the watch).
+    fn apply_checked<K: K8sObject>(&self, obj: &K, write: bool) {
         let key = obj.key();
         let rv = obj.resource_version();
         let projection = obj.project();
@@ -178,7 +184,7 @@ impl Cache {
         if !self.accepts(&key) {
             return;
         }
-        if fresher_only
+        if write
             && let (Some(new), Some(cached)) =
                 (rv, inner.store.cached_rv(K::KIND, key.namespace.as_deref().unwrap_or_default(), &key.name))
             && new < cached
@@ -186,13 +192,35 @@ impl Cache {
             tracing::debug!(kind = K::KIND, name = %key.name, new, cached, "ignoring an older copy");
             return;
         }
+        if !write && !inner.pins.admit(K::KIND, &key, rv, Seen::Apply) {
+            tracing::debug!(kind = K::KIND, name = %key.name, ?rv, "ignoring a watch event older than our write");
+            return;
+        }
         apply_projection(&mut inner, K::KIND, &key, projection, rv.unwrap_or(0));
+        if write {
+            inner.pins.wrote(K::KIND, &key, rv);
+        }
         self.update_counts(&inner, K::KIND);
     }
 
+    /// The write path's read-your-writes of a deletion: `obj` is what the delete answered (its
+    /// resourceVersion, when it has one, pins the deletion against late watch events that would resurrect it).
     pub fn delete<K: K8sObject>(&self, obj: &K) {
         let key = obj.key();
         let mut inner = self.write();
+        let cached = inner.store.cached_rv(K::KIND, key.namespace.as_deref().unwrap_or_default(), &key.name);
+        remove_key(&mut inner, K::KIND, &key);
+        inner.pins.deleted(K::KIND, &key, obj.resource_version().max(cached));
+        self.update_counts(&inner, K::KIND);
+    }
+
+    fn delete_seen<K: K8sObject>(&self, obj: &K) {
+        let key = obj.key();
+        let mut inner = self.write();
+        if !inner.pins.admit(K::KIND, &key, obj.resource_version(), Seen::Delete) {
+            tracing::debug!(kind = K::KIND, name = %key.name, "ignoring a watch delete older than our write");
+            return;
+        }
         remove_key(&mut inner, K::KIND, &key);
         self.update_counts(&inner, K::KIND);
     }
@@ -210,12 +238,12 @@ impl Cache {
         match event {
             Event::Apply(obj) => {
                 m.watch_events.with_label_values(&[K::KIND, "apply"]).inc();
-                // The watch is the order of truth: its events always apply.
+                // The watch is the order of truth, except against machinist's own newer writes (`pins`).
                 self.apply_checked(&obj, false);
             }
             Event::Delete(obj) => {
                 m.watch_events.with_label_values(&[K::KIND, "delete"]).inc();
-                self.delete(&obj);
+                self.delete_seen(&obj);
             }
             Event::Init => {
                 let mut inner = self.write();
@@ -565,15 +593,22 @@ fn swap_kind(
     namespace: Option<&str>,
     buffered: Vec<(ObjectKey, u64, Projection)>,
 ) {
+    inner.pins.prune();
     let listed: HashSet<&ObjectKey> = buffered.iter().map(|(k, _, _)| k).collect();
-    let gone: Vec<ObjectKey> =
-        keys_of(&inner.store, kind, namespace).into_iter().filter(|k| !listed.contains(k)).collect();
+    // The list may predate machinist's own recent writes: those stay until the watch that follows delivers
+    // them (`pins`).
+    let gone: Vec<ObjectKey> = keys_of(&inner.store, kind, namespace)
+        .into_iter()
+        .filter(|k| !listed.contains(k) && !inner.pins.keeps_unlisted(kind, k))
+        .collect();
     drop(listed);
     for key in &gone {
         remove_key(inner, kind, key);
     }
     for (key, rv, projection) in buffered {
-        apply_projection(inner, kind, &key, projection, rv);
+        if inner.pins.admit_listed(kind, &key, rv) {
+            apply_projection(inner, kind, &key, projection, rv);
+        }
     }
 }
 
