@@ -349,7 +349,8 @@ impl ScaleErrors {
         self.writes
             .iter()
             .filter(|w| {
-                w.status != 200 && !(matches!(w.status, 429 | 502 | 503 | 504) && !w.problem.is_empty())
+                let retryable = matches!(w.status, 429 | 502 | 503 | 504) && !w.problem.is_empty();
+                w.status != 200 && !retryable
             })
             .collect()
     }
