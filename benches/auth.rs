@@ -16,9 +16,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{pct, quick};
-use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use machinist::api::auth::token_hash;
-use machinist::app::Overrides;
 use machinist::sandbox::review::Reviews;
 use machinist::sandbox::{Gvr, Sandbox, SandboxOptions};
 use serde_json::json;
@@ -28,11 +26,8 @@ use tokio_util::sync::CancellationToken;
 async fn operator(sb: &Sandbox, flags: &[&str], stop: &CancellationToken) -> String {
     let mut argv = vec!["--leader-election=false"];
     argv.extend_from_slice(flags);
-    let kc = Kubeconfig::from_yaml(&sb.kubeconfig_yaml()).expect("kubeconfig");
-    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("config");
-    let overrides =
-        |ready| Overrides { kube_config: Some(config), ready: Some(ready), ..Overrides::default() };
-    let base = common::spawn_operator(&argv, overrides, stop.clone()).await;
+    let operator = common::operator(&argv).kubeconfig_yaml(sb.kubeconfig_yaml());
+    let base = common::spawn_operator(operator, stop.clone()).await;
     let http = reqwest::Client::new();
     for _ in 0..600 {
         let r = http.get(format!("{base}/health/readiness")).send().await;
@@ -129,28 +124,13 @@ async fn main() {
 /// read tier at 600 per minute, once ready.
 async fn limited_operator(sb: &Sandbox, stop: &CancellationToken) -> String {
     let argv = [
-        "machinist",
-        "run",
         "--http-listen=127.0.0.1:0",
         "--leader-election=false",
         "--auth-mode=kubernetes",
         "--rate-limit-reads-ip=600",
     ];
-    let parsed = <machinist::config::Cli as clap::Parser>::try_parse_from(argv).expect("operator flags");
-    let machinist::config::Command::Run(args) = parsed.command else {
-        panic!("`run` parses as Command::Run")
-    };
-    let kc = Kubeconfig::from_yaml(&sb.kubeconfig_yaml()).expect("kubeconfig");
-    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("config");
-    let (ready, addr) = tokio::sync::oneshot::channel();
-    let overrides = Overrides { kube_config: Some(config), ready: Some(ready), ..Overrides::default() };
-    let stop = stop.clone();
-    tokio::spawn(async move {
-        if let Err(e) = machinist::app::run_operator(args, overrides, stop).await {
-            panic!("operator: {e}");
-        }
-    });
-    let base = format!("http://{}", addr.await.expect("the operator listens"));
+    let operator = machinist::app::OperatorBuilder::from_flags(argv).expect("operator flags");
+    let base = common::spawn_operator(operator.kubeconfig_yaml(sb.kubeconfig_yaml()), stop.clone()).await;
     for _ in 0..600 {
         let r = reqwest::get(format!("{base}/health/readiness")).await;
         if r.is_ok_and(|r| r.status().is_success()) {

@@ -10,7 +10,6 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::runtime::watcher::Event;
 use machinist::cache::{Cache, kinds};
-use machinist::provider::ReadModel;
 use serde_json::json;
 
 struct Counting;

@@ -15,9 +15,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_ecs::types::{LaunchType, PropagateTags, Tag};
 use common::{hello_baseline, load, pct, print_run, quick};
-use machinist::app::Overrides;
-use machinist::provider::ecs::EcsProvider;
-use machinist::provider::ecs::emulator::{self, Emulator};
+use machinist::provider::ecs::{ClientOptions, EcsProvider, EcsSettings};
+use machinist::sandbox::ecs_emulator::{self as emulator, Emulator};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -51,13 +50,10 @@ async fn seed(ecs: &aws_sdk_ecs::Client, cluster: &str, services: usize, tasks: 
 
 /// The operator with only the ECS provider, over `clusters` of the emulator's default account.
 async fn operator(emu: &Emulator, clusters: &[&str], shutdown: CancellationToken) -> String {
-    let settings = emu.settings(None, clusters, INTERVAL);
-    common::spawn_operator(
-        &["--provider", "ecs"],
-        |ready| Overrides { kube_config: None, ecs: Some(settings), ready: Some(ready) },
-        shutdown,
-    )
-    .await
+    let clusters = clusters.iter().map(|c| c.to_string()).collect();
+    let settings =
+        EcsSettings::with_client(ClientOptions::emulator(&emu.endpoint(), None), clusters, INTERVAL);
+    common::spawn_operator(common::operator(&["--provider", "ecs"]).ecs(settings), shutdown).await
 }
 
 async fn get_json(client: &reqwest::Client, url: &str) -> Option<Value> {
@@ -133,14 +129,15 @@ async fn main() {
     );
 
     let emu = Emulator::start().await.expect("ECS emulator (run tools/ecs-emulator/setup.sh)");
-    let admin = emulator::admin_client(&emu.client_options(None)).await.expect("admin client");
+    let admin = emulator::admin_client(&emu.endpoint(), None).await.expect("admin client");
     let t = Instant::now();
     seed(&admin, "big", SERVICES, TASKS_PER_SERVICE).await;
     seed(&admin, "fresh", 1, 1).await;
     println!("seeded the emulator in {:?}", t.elapsed());
 
     // Refresh cost, with no pollers running and a budget that never waits: calls and emulator time only.
-    let mut settings = emu.settings(None, &["big"], INTERVAL);
+    let client = ClientOptions::emulator(&emu.endpoint(), None);
+    let mut settings = EcsSettings::with_client(client, vec!["big".into()], INTERVAL);
     settings.read_rate = 1_000.0;
     settings.read_burst = 1_000;
     let provider = EcsProvider::connect(settings).await.expect("connect");

@@ -15,8 +15,6 @@ use std::time::{Duration, Instant};
 
 use common::{CONCURRENCY, hello_baseline, load, pct, print_run, quick};
 
-use kube::config::{Config, KubeConfigOptions, Kubeconfig};
-use machinist::app::Overrides;
 use machinist::reconcile::crd::ScaleRequest;
 use machinist::sandbox::{Gvr, Sandbox, SandboxOptions, Store};
 use serde_json::{Value, json};
@@ -61,14 +59,8 @@ async fn api_calls(client: &reqwest::Client, sandbox: &str) -> Value {
 
 /// Starts the operator (k8s provider, no leader election) against the sandbox; returns its REST base URL.
 async fn operator(sb: &Sandbox, shutdown: CancellationToken) -> String {
-    let kc = Kubeconfig::from_yaml(&sb.kubeconfig_yaml()).expect("kubeconfig parses");
-    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("config");
-    common::spawn_operator(
-        &["--leader-election", "false", "--provider", "k8s"],
-        |ready| Overrides { kube_config: Some(config), ecs: None, ready: Some(ready) },
-        shutdown,
-    )
-    .await
+    let operator = common::operator(&["--leader-election", "false", "--provider", "k8s"]);
+    common::spawn_operator(operator.kubeconfig_yaml(sb.kubeconfig_yaml()), shutdown).await
 }
 
 /// Waits until `GET /k8s/machines/{ns}` returns `n` machines.

@@ -20,7 +20,6 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use kube::core::CustomResourceExt;
-use machinist::app::Overrides;
 use machinist::reconcile::crd::ScaleRequest;
 use machinist::sandbox::{Gvr, Sandbox, SandboxOptions, Store, seed};
 use serde_json::{Value, json};
@@ -105,12 +104,8 @@ async fn until_settled(store: &Store, n: usize, replicas: i64) {
 }
 
 async fn operator(config: Config, shutdown: CancellationToken) -> String {
-    common::spawn_operator(
-        &["--leader-election", "false", "--provider", "k8s", "--namespaces", NS],
-        |ready| Overrides { kube_config: Some(config), ecs: None, ready: Some(ready) },
-        shutdown,
-    )
-    .await
+    let operator = common::operator(&["--leader-election", "false", "--provider", "k8s", "--namespaces", NS]);
+    common::spawn_operator(operator.kube_config(config), shutdown).await
 }
 
 fn applied(sr: &ScaleRequest) -> bool {

@@ -1,13 +1,16 @@
 //! Flags and environment into one validated configuration, at start.
 //!
-//! Every setting has a flag and a `PLT_*` environment fallback. An invalid value fails at start with one
-//! clear line (clap's error); nothing else in machinist reads the environment later.
+//! Every setting has a flag and a `PLT_*` environment fallback (plus the AWS SDK's region variables). An
+//! invalid value fails at start with one clear line (clap's error); nothing else in the operator reads the
+//! environment (the AWS SDK's credential chain aside).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::provider::ecs::{EcsConfigError, EcsSettings, parse_clusters};
 
 #[derive(Debug, Parser)]
 #[command(name = "machinist", version, about = "One REST API over Kubernetes and AWS ECS workloads")]
@@ -257,6 +260,35 @@ pub struct EcsArgs {
     /// Seconds between two full refreshes of a cluster.
     #[arg(long = "ecs-poll-interval", env = "PLT_ECS_POLL_INTERVAL_SECS", default_value = "5", value_parser = parse_secs)]
     pub poll_interval: Duration,
+
+    /// The original machinist's single cluster, used when `PLT_ECS_CLUSTERS` names none.
+    #[arg(long = "ecs-cluster", env = "PLT_ECS_CLUSTER", hide = true)]
+    pub cluster: Option<String>,
+
+    /// The AWS SDK's region variables, used when `PLT_ECS_REGION` is not set.
+    #[arg(long = "aws-region", env = "AWS_REGION", hide = true)]
+    pub aws_region: Option<String>,
+
+    #[arg(long = "aws-default-region", env = "AWS_DEFAULT_REGION", hide = true)]
+    pub aws_default_region: Option<String>,
+}
+
+impl EcsArgs {
+    /// The ECS provider's settings: `PLT_ECS_CLUSTER` (singular, the original machinist's name) counts when
+    /// `PLT_ECS_CLUSTERS` names no cluster; the region falls back to `AWS_REGION`, then `AWS_DEFAULT_REGION`.
+    /// A blank value counts as unset.
+    pub fn settings(&self) -> Result<EcsSettings, EcsConfigError> {
+        let set = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+        let mut clusters = parse_clusters(&self.clusters)?;
+        if clusters.is_empty()
+            && let Some(single) = set(&self.cluster)
+        {
+            clusters = parse_clusters(&single)?;
+        }
+        let region =
+            set(&self.region).or_else(|| set(&self.aws_region)).or_else(|| set(&self.aws_default_region));
+        EcsSettings::new(region, clusters, self.poll_interval)
+    }
 }
 
 /// `machinist sandbox`.
@@ -378,5 +410,31 @@ mod tests {
             unreachable!()
         };
         assert_eq!(run.shutdown_delay(), Duration::ZERO);
+    }
+
+    #[test]
+    fn ecs_settings_need_clusters_and_region() {
+        let args = |clusters: &str, region: Option<&str>| EcsArgs {
+            region: region.map(String::from),
+            clusters: clusters.into(),
+            poll_interval: Duration::from_secs(5),
+            cluster: None,
+            aws_region: None,
+            aws_default_region: None,
+        };
+        let s = args("prod,stage", Some("eu-west-1")).settings().unwrap();
+        assert_eq!(s.clusters, vec!["prod", "stage"]);
+        assert_eq!(s.client.region, "eu-west-1");
+        assert_eq!(s.poll_interval, Duration::from_secs(5));
+        assert!(args("bad name", Some("eu-west-1")).settings().is_err());
+        assert!(matches!(args("", Some("eu-west-1")).settings(), Err(EcsConfigError::NoClusters)));
+        assert!(matches!(args("prod", Some(" ")).settings(), Err(EcsConfigError::NoRegion)));
+        let fallbacks = EcsArgs {
+            cluster: Some("legacy".into()),
+            aws_default_region: Some("us-west-2".into()),
+            ..args(" , ", None)
+        };
+        let s = fallbacks.settings().unwrap();
+        assert_eq!((s.clusters, s.client.region), (vec!["legacy".to_string()], "us-west-2".to_string()));
     }
 }

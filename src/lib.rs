@@ -12,5 +12,6 @@ pub mod metrics;
 pub mod provider;
 pub mod reconcile;
 pub mod sandbox;
+pub mod sandbox_cmd;
 pub mod serve;
 pub mod telemetry;

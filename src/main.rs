@@ -16,9 +16,9 @@ async fn main() -> ExitCode {
                 machinist::app::termination_signal().await;
                 signal.cancel();
             });
-            machinist::app::run_operator(args, Default::default(), shutdown).await.map_err(Into::into)
+            machinist::app::OperatorBuilder::new(args).run(shutdown).await.map_err(Into::into)
         }
-        Command::Sandbox(args) => machinist::app::run_sandbox(args).await.map_err(Into::into),
+        Command::Sandbox(args) => machinist::sandbox_cmd::run_sandbox(args).await.map_err(Into::into),
         Command::Crd => {
             print!("{}", machinist::reconcile::crd::crd_yaml());
             Ok(())

@@ -1,4 +1,4 @@
-//! The API edge end to end: the operator (`app::run_operator`) serving on 127.0.0.1 against an in-process
+//! The API edge end to end: the operator (`app::OperatorBuilder`) serving on 127.0.0.1 against an in-process
 //! sandbox, called over HTTP as a client would. Auth modes, rate limits and their headers, a retrying
 //! client, and bad input that must neither panic nor leak a token into the logs.
 
@@ -8,11 +8,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use clap::Parser;
-use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use machinist::api::auth::token_hash;
-use machinist::app::{Overrides, run_operator};
-use machinist::config::{Cli, Command};
+use machinist::app::OperatorBuilder;
 use machinist::sandbox::review::Reviews;
 use machinist::sandbox::{Gvr, Sandbox, SandboxOptions};
 use reqwest::StatusCode;
@@ -68,18 +65,14 @@ impl Drop for Operator {
 /// The operator against `sb` with these extra `run` flags, once its readiness probe passes.
 async fn operator(sb: &Sandbox, flags: &[&str]) -> Operator {
     capture_logs();
-    let mut argv = vec!["machinist", "run", "--http-listen=127.0.0.1:0", "--leader-election=false"];
-    argv.extend_from_slice(flags);
-    let Command::Run(args) = Cli::try_parse_from(&argv).expect("flags parse").command else {
-        unreachable!("run")
-    };
-    let kc = Kubeconfig::from_yaml(&sb.kubeconfig_yaml()).expect("kubeconfig");
-    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("config");
-    let (ready, addr) = tokio::sync::oneshot::channel();
+    let argv = ["--http-listen=127.0.0.1:0", "--leader-election=false"];
+    let operator = OperatorBuilder::from_flags(argv.iter().chain(flags).copied())
+        .expect("flags parse")
+        .kubeconfig_yaml(sb.kubeconfig_yaml());
     let stop = CancellationToken::new();
-    let overrides = Overrides { kube_config: Some(config), ready: Some(ready), ..Overrides::default() };
-    tokio::spawn(run_operator(args, overrides, stop.clone()));
-    let addr = tokio::time::timeout(Duration::from_secs(30), addr).await.expect("listens").expect("addr");
+    let spawned = operator.spawn(stop.clone());
+    let addr =
+        tokio::time::timeout(Duration::from_secs(30), spawned).await.expect("listens").expect("addr").addr;
     let base = format!("http://{addr}");
     let http = common::http();
     for _ in 0..300 {

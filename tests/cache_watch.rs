@@ -14,7 +14,6 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use machinist::cache::Cache;
 use machinist::cache::model::{Controller, Machine};
-use machinist::provider::ReadModel;
 use machinist::provider::k8s::{client, watch};
 use machinist::sandbox::{Sandbox, SandboxOptions};
 use serde_json::json;
@@ -246,10 +245,7 @@ async fn configured_namespaces_are_the_only_scopes_and_routes_are_served_with_st
         controller(&cache, &ns, "web").is_some_and(|c| c.machines.len() == 1)
     })
     .await;
-    assert!(matches!(
-        cache.machines(&other, &[]),
-        Err(machinist::provider::ProviderError::ScopeNotWatched { .. })
-    ));
+    assert!(matches!(cache.machines(&other, &[]), Err(machinist::cache::ReadError::ScopeNotWatched { .. })));
 
     let (gw_ar, route_ar) = (gateway_api("Gateway", "gateways"), gateway_api("HTTPRoute", "httproutes"));
     let gateways: Api<kube::api::DynamicObject> = Api::namespaced_with(kc.clone(), &ns, &gw_ar);

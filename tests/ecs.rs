@@ -2,19 +2,18 @@
 //! Each test uses its own emulator account, so tests run in parallel on one emulator.
 
 mod common;
-#[path = "common/ecs.rs"]
-mod ecs_common;
+use common::ecs as ecs_common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::eventually;
 use ecs_common::{admin, running_tasks};
-use machinist::provider::ecs::EcsProvider;
-use machinist::provider::ecs::emulator::{Emulator, Fault};
+use machinist::provider::ecs::{EcsProvider, EcsSettings};
 use machinist::provider::{
     ControllerKind, ControllerTarget, Fragment, ManifestKind, Provider, ProviderError,
 };
+use machinist::sandbox::ecs_emulator::{Emulator, Fault};
 use serde_json::{Value, json};
 
 fn value(f: &Fragment) -> Value {
@@ -259,9 +258,10 @@ async fn an_emulator_restart_is_survived_and_recovered_from() {
     let mut emu = Emulator::start().await.expect("own emulator");
     let acct = ecs_common::account();
     let seed = |emu: &Emulator, acct: String, count: i32| {
-        let opts = emu.client_options(Some(&acct));
+        let endpoint = emu.endpoint();
         async move {
-            let ecs = machinist::provider::ecs::emulator::admin_client(&opts).await.expect("admin");
+            let ecs =
+                machinist::sandbox::ecs_emulator::admin_client(&endpoint, Some(&acct)).await.expect("admin");
             ecs_common::cluster(&ecs, "blue").await;
             ecs_common::service(&ecs, "blue", "web", count, None).await;
         }
@@ -353,9 +353,10 @@ async fn running_tasks_any(ecs: &aws_sdk_ecs::Client, cluster: &str) -> usize {
 
 #[tokio::test]
 async fn the_sandbox_demo_data_is_served() {
-    let emu = machinist::provider::ecs::emulator::start_demo().await.expect("demo emulator");
-    let provider =
-        EcsProvider::connect(emu.settings(None, &["demo"], Duration::from_secs(5))).await.expect("connect");
+    let emu = machinist::sandbox::ecs_emulator::start_demo().await.expect("demo emulator");
+    let client = machinist::provider::ecs::ClientOptions::emulator(&emu.endpoint(), None);
+    let settings = EcsSettings::with_client(client, vec!["demo".into()], Duration::from_secs(5));
+    let provider = EcsProvider::connect(settings).await.expect("connect");
     provider.refresh("demo").await.expect("refresh");
     let controllers: Vec<Value> =
         provider.reads().controllers("demo").expect("controllers").iter().map(value).collect();
@@ -389,9 +390,8 @@ async fn the_sandbox_demo_data_is_served() {
 
 #[tokio::test]
 async fn scales_go_through_the_reconciler_for_rest_and_scale_requests() {
-    use machinist::reconcile::crd::TargetProvider;
-    use machinist::reconcile::queue::TargetKey;
-    use machinist::reconcile::run::{Reconciler, Scalers, Source};
+    use machinist::provider::scale::{Source, TargetKey, TargetProvider};
+    use machinist::reconcile::run::{Reconciler, Scalers};
 
     let emu = ecs_common::shared().await;
     let acct = ecs_common::account();
@@ -401,7 +401,7 @@ async fn scales_go_through_the_reconciler_for_rest_and_scale_requests() {
     let provider = ecs_common::connected(emu, &acct, &["rq"]).await;
     provider.refresh("rq").await.expect("refresh");
     let reconciler = Reconciler::new(Scalers { k8s: None, ecs: Some(provider.scaler()) });
-    provider.attach_reconciler(reconciler.clone(), Duration::from_secs(10));
+    provider.attach_queue(reconciler.clone(), Duration::from_secs(10));
 
     // REST: Writes::scale enters the reconciler's queue.
     let c = value(&provider.writes().scale(target("rq", "api"), 4).await.expect("rest scale"));

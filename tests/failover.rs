@@ -3,8 +3,7 @@
 //! completes exactly once.
 
 mod common;
-#[path = "common/replica.rs"]
-mod replica;
+use common::replica;
 
 use std::time::{Duration, Instant};
 
@@ -95,9 +94,19 @@ async fn sigkill_of_the_leader_hands_over_and_pending_requests_complete_exactly_
         true
     })
     .await;
+    // The Event follows the status patch, so wait for it; then a second count a little later shows that no
+    // replica recorded a second application.
     for i in 0..4 {
         let spec = deployments.get(&format!("w{i}")).await.unwrap().spec;
         assert_eq!(spec.replicas, Some(3));
+        let sr = format!("sr-{i}");
+        eventually("the Scaled event", Duration::from_secs(10), async || {
+            scaled_events(&client, &ns, &sr).await >= 1
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for i in 0..4 {
         assert_eq!(scaled_events(&client, &ns, &format!("sr-{i}")).await, 1, "sr-{i} applied exactly once");
     }
 }

@@ -3,8 +3,7 @@
 //! and asserts what a user sees: REST answers, the objects in the cluster, the sandbox's record of writes.
 
 mod common;
-#[path = "common/operator.rs"]
-mod operator;
+use common::operator;
 
 use std::time::{Duration, Instant};
 

@@ -6,8 +6,7 @@
 //! that no client library normalizes the path first.
 
 mod common;
-#[path = "common/operator.rs"]
-mod operator;
+use common::operator;
 
 use std::time::Duration;
 

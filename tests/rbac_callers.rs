@@ -4,8 +4,7 @@
 //! but cannot apply, patch or delete, the deployer does everything.
 
 mod common;
-#[path = "common/operator.rs"]
-mod operator;
+use common::operator;
 
 use std::time::Duration;
 

@@ -3,10 +3,8 @@
 //! uses (`common/operator.rs`). Each test uses its own emulator account.
 
 mod common;
-#[path = "common/ecs.rs"]
-mod ecs_common;
-#[path = "common/operator.rs"]
-mod operator;
+use common::ecs as ecs_common;
+use common::operator;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -185,7 +183,7 @@ async fn ecs_scale_via_rest_and_the_tasks_follow_and_labels_are_tags() {
 
 #[tokio::test]
 async fn ecs_faults_keep_reads_serving_the_last_snapshot_and_providers_show_the_error() {
-    use machinist::provider::ecs::emulator::Fault;
+    use machinist::sandbox::ecs_emulator::Fault;
 
     let emu = ecs_common::shared().await;
     let acct = ecs_common::account();

@@ -4,8 +4,7 @@
 //! calls per read, recovery and the first sync live here; writes and bad input in `rest_k8s_writes.rs`.
 
 mod common;
-#[path = "common/operator.rs"]
-mod operator;
+use common::operator;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -3,8 +3,7 @@
 //! every malformed request gets. Reads live in `rest_k8s.rs`.
 
 mod common;
-#[path = "common/operator.rs"]
-mod operator;
+use common::operator;
 
 use std::time::{Duration, Instant};
 

@@ -2,8 +2,7 @@
 //! user types first, and the simulated controllers behind them (scale, rollout, delete, wait, watch).
 
 mod common;
-#[path = "common/kubectl.rs"]
-mod kubectl;
+use common::kubectl;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};

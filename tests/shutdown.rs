@@ -9,10 +9,8 @@
 //! one the server guarantees (the listener cannot close before signal + delay).
 
 mod common;
-#[path = "common/operator.rs"]
-mod operator;
-#[path = "common/replica.rs"]
-mod replica;
+use common::operator;
+use common::replica;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};

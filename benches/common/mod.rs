@@ -128,17 +128,11 @@ pub fn print_run(what: &str, r: &Run, base: &Run) {
     );
 }
 
-/// Starts `machinist run` in this process with `provider_flags` after the common flags (ephemeral port, no
-/// rate limiter: the benchmarks measure the read path, and the limiter would answer 429 long before a load
-/// ends); returns its REST base URL.
-pub async fn spawn_operator(
-    provider_flags: &[&str],
-    overrides: impl FnOnce(tokio::sync::oneshot::Sender<std::net::SocketAddr>) -> machinist::app::Overrides,
-    shutdown: tokio_util::sync::CancellationToken,
-) -> String {
-    let mut argv = vec![
-        "machinist",
-        "run",
+/// `machinist run` as the benchmarks start it, with `provider_flags` after the common flags (ephemeral port,
+/// no rate limiter: the benchmarks measure the read path, and the limiter would answer 429 long before a
+/// load ends). The caller adds its cluster, then [`spawn_operator`] starts it.
+pub fn operator(provider_flags: &[&str]) -> machinist::app::OperatorBuilder {
+    let argv = [
         "--http-listen",
         "127.0.0.1:0",
         "--rate-limit-reads-identity",
@@ -148,18 +142,15 @@ pub async fn spawn_operator(
         "--rate-limit-reads-global",
         "0",
     ];
-    argv.extend_from_slice(provider_flags);
-    let parsed = <machinist::config::Cli as clap::Parser>::try_parse_from(argv).expect("operator flags");
-    let machinist::config::Command::Run(args) = parsed.command else {
-        panic!("`run` parses as Command::Run")
-    };
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let overrides = overrides(ready_tx);
-    tokio::spawn(async move {
-        if let Err(e) = machinist::app::run_operator(args, overrides, shutdown).await {
-            panic!("operator: {e}");
-        }
-    });
-    let addr = ready_rx.await.expect("the operator listens");
-    format!("http://{addr}")
+    machinist::app::OperatorBuilder::from_flags(argv.iter().chain(provider_flags).copied())
+        .expect("operator flags")
+}
+
+/// Starts `operator` in this process; returns its REST base URL once it listens.
+pub async fn spawn_operator(
+    operator: machinist::app::OperatorBuilder,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> String {
+    let spawned = operator.spawn(shutdown).await.unwrap_or_else(|e| panic!("operator: {e}"));
+    format!("http://{}", spawned.addr)
 }

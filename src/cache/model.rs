@@ -4,9 +4,17 @@
 //! Field names are part of the public contract: add fields, never rename them.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
+
+/// A served object, serialized once at ingest (or after a write) and copied into responses as is.
+pub type Fragment = Arc<RawValue>;
+
+/// `(key, value)` label pairs; a read matches when all pairs match (AND).
+pub type LabelFilter = [(String, String)];
 
 /// Labels are always an object, never null.
 pub type Labels = BTreeMap<String, String>;

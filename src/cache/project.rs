@@ -11,9 +11,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::api::DynamicObject;
 use serde_json::Value;
 
-use super::model::{Container, ControllerKind, Labels, Machine, Resources, Service, ServicePort};
+use super::model::{Container, ControllerKind, Fragment, Labels, Machine, Resources, Service, ServicePort};
 use super::quantity::Sum;
-use crate::provider::Fragment;
 
 /// Watcher kind names (plural, as the API and the metrics label them).
 pub mod kinds {

@@ -11,9 +11,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::model::{ControllerKind, ControllerRef, Labels, Machine, Service};
+use super::model::{ControllerKind, ControllerRef, Fragment, Labels, Machine, Service};
 use super::project::{ControllerModel, Owner, PodModel, kinds, to_fragment};
-use crate::provider::Fragment;
 
 pub(crate) type Name = Arc<str>;
 

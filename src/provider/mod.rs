@@ -8,21 +8,17 @@
 
 pub mod ecs;
 pub mod k8s;
+mod reads;
+pub mod scale;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serde::Serialize;
-use serde_json::value::RawValue;
 
-pub use crate::cache::model::{Capabilities, ControllerKind, Health};
+use crate::cache::ReadError;
 
-/// A served object, serialized once at ingest (or after a write) and copied into responses as is.
-pub type Fragment = Arc<RawValue>;
-
-/// `(key, value)` label pairs; a read matches when all pairs match (AND).
-pub type LabelFilter = [(String, String)];
+pub use crate::cache::model::{Capabilities, ControllerKind, Fragment, Health, LabelFilter};
 
 /// Errors of the provider boundary. `api/` turns each variant into one problem type.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +55,22 @@ pub struct FieldError {
 }
 
 impl ProviderError {
+    /// A bounded label value for metrics (never the error's text).
+    pub fn label(&self) -> &'static str {
+        match self {
+            ProviderError::NotReady { .. } => "not_ready",
+            ProviderError::ScopeNotWatched { .. } => "scope_not_watched",
+            ProviderError::NotFound(_) => "not_found",
+            ProviderError::Invalid { .. } => "invalid",
+            ProviderError::Conflict(_) => "conflict",
+            ProviderError::CapabilityNotSupported(_) => "not_supported",
+            ProviderError::Timeout { .. } => "timeout",
+            ProviderError::Upstream(_) => "upstream",
+            ProviderError::Forbidden(_) => "forbidden",
+            ProviderError::Throttled { .. } => "throttled",
+        }
+    }
+
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         let message = message.into();
         let field = field.into();
@@ -70,6 +82,20 @@ impl ProviderError {
 }
 
 pub type Result<T, E = ProviderError> = std::result::Result<T, E>;
+
+impl From<ReadError> for ProviderError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::NotReady { provider, retry_after_secs } => {
+                ProviderError::NotReady { provider, retry_after_secs }
+            }
+            ReadError::ScopeNotWatched { scope_kind, scope } => {
+                ProviderError::ScopeNotWatched { scope_kind, scope }
+            }
+            ReadError::NotFound(message) => ProviderError::NotFound(message),
+        }
+    }
+}
 
 /// Reads answered from memory. Every method is synchronous: nothing here may wait on the network.
 pub trait ReadModel: Send + Sync {

@@ -4,7 +4,8 @@
 //! records a Kubernetes Event for each transition.
 //!
 //! It runs only while this replica holds the leader Lease ([`run_while_leader`]). It never writes the target
-//! itself and never reverts a later change by someone else: a request is applied once per generation.
+//! itself and never reverts a later change by someone else: a request is applied once per generation. The
+//! status it writes is computed by `status` (pure); HPA lookups are `autoscalers`'.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,20 +13,21 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use jiff::Timestamp;
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::{Action as Requeue, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
-use serde_json::json;
 use tokio::sync::watch;
 
-use super::crd::{Condition, Phase, ScaleRequest, ScaleRequestStatus, TargetProvider};
-use super::plan::{self, Action, Desired, Observed, REASON_TARGET_NOT_FOUND, backoff};
-use super::queue::{Fence, TargetKey};
-use super::run::{Reconciler, Source};
+use super::autoscalers::AutoscalerLists;
+use super::crd::{Phase, ScaleRequest, ScaleRequestStatus};
+use super::plan::{self, Action, Desired, Observed};
+use super::queue::Fence;
+use super::run::Reconciler;
+use super::status::{Transition, event_of, next_status, set_condition, status_patch};
 use crate::cache::model::ControllerKind;
 use crate::provider::ProviderError;
+use crate::provider::scale::{Source, TargetKey, TargetProvider, backoff, not_found};
 
 /// How long one reconcile waits for its write; past it the request stays Applying and is retried (the
 /// write itself goes on, and repeating it is safe).
@@ -82,12 +84,12 @@ impl Context {
         let reporter = Reporter { controller: "machinist".into(), instance: Some(identity.to_string()) };
         Arc::new(Context {
             recorder: Recorder::new(client.clone(), reporter),
+            autoscalers: AutoscalerLists::new(client.clone()),
             client,
             watch_client,
             reconciler,
             retries: Mutex::new(HashMap::new()),
             previous: Mutex::new(HashMap::new()),
-            autoscalers: AutoscalerLists::default(),
             leader: std::sync::OnceLock::new(),
         })
     }
@@ -130,227 +132,6 @@ impl Context {
     fn reset_retries(&self, key: &str) {
         self.retries.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
-}
-
-/// How an outcome changes the status: the planner's verdict plus what the write returned.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Transition {
-    Applied { kind: ControllerKind, name: String, previous: i32, applied: i32 },
-    ApplyFailed { reason: &'static str, message: String, terminal: bool },
-    TargetMissing { message: String },
-    Ready { applied: i32 },
-    Superseded { applied: i32, now: i32 },
-}
-
-/// Set or update a condition; `lastTransitionTime` moves only when its status changes.
-pub fn set_condition(
-    conditions: &mut Vec<Condition>,
-    type_: &str,
-    status: bool,
-    reason: &str,
-    message: String,
-    generation: i64,
-    now: Timestamp,
-) {
-    let status = if status { "True" } else { "False" }.to_string();
-    match conditions.iter_mut().find(|c| c.type_ == type_) {
-        Some(c) => {
-            if c.status != status {
-                c.last_transition_time = now.to_string();
-            }
-            c.status = status;
-            c.reason = reason.into();
-            c.message = message;
-            c.observed_generation = Some(generation);
-        }
-        None => conditions.push(Condition {
-            type_: type_.into(),
-            status,
-            reason: reason.into(),
-            message,
-            last_transition_time: now.to_string(),
-            observed_generation: Some(generation),
-        }),
-    }
-}
-
-/// Pure: the status after a transition.
-pub fn next_status(
-    old: &ScaleRequestStatus,
-    generation: i64,
-    t: &Transition,
-    now: Timestamp,
-) -> ScaleRequestStatus {
-    let mut s = old.clone();
-    // A new generation starts over: older applied/ready facts no longer describe this request.
-    if s.observed_generation != Some(generation) {
-        s.applied_replicas = None;
-        s.previous_replicas = None;
-        s.finished_at = None;
-        s.conditions.retain(|c| c.type_ == "ConflictingAutoscaler");
-    }
-    s.observed_generation = Some(generation);
-    let finish = |s: &mut ScaleRequestStatus| {
-        if s.finished_at.is_none() {
-            s.finished_at = Some(now.to_string());
-        }
-    };
-    match t {
-        Transition::Applied { kind, name, previous, applied } => {
-            s.phase = Some(Phase::Applying);
-            s.previous_replicas = Some(*previous);
-            s.applied_replicas = Some(*applied);
-            s.finished_at = None;
-            let message = applied_message(*kind, name, *previous, *applied);
-            set_condition(&mut s.conditions, "Applied", true, "Scaled", message.clone(), generation, now);
-            set_condition(
-                &mut s.conditions,
-                "Ready",
-                false,
-                "WaitingForReplicas",
-                format!("waiting for {applied} ready replicas"),
-                generation,
-                now,
-            );
-            s.message = Some(message);
-        }
-        Transition::ApplyFailed { reason, message, terminal } => {
-            set_condition(&mut s.conditions, "Applied", false, reason, message.clone(), generation, now);
-            s.message = Some(message.clone());
-            if *terminal {
-                s.phase = Some(Phase::Failed);
-                finish(&mut s);
-            } else {
-                s.phase = Some(Phase::Applying);
-            }
-        }
-        Transition::TargetMissing { message } => {
-            s.phase = Some(Phase::Failed);
-            s.applied_replicas = None;
-            set_condition(
-                &mut s.conditions,
-                "Applied",
-                false,
-                REASON_TARGET_NOT_FOUND,
-                message.clone(),
-                generation,
-                now,
-            );
-            s.message = Some(format!("{message}; retrying until it appears"));
-            finish(&mut s);
-        }
-        Transition::Ready { applied } => {
-            s.phase = Some(Phase::Succeeded);
-            let message = format!("{applied} replicas ready");
-            set_condition(&mut s.conditions, "Ready", true, "ReplicasReady", message, generation, now);
-            finish(&mut s);
-        }
-        Transition::Superseded { applied, now: current } => {
-            s.phase = Some(Phase::Succeeded);
-            let message =
-                format!("applied {applied}, since changed to {current} by someone else (not reverted)");
-            set_condition(&mut s.conditions, "Ready", false, "Superseded", message.clone(), generation, now);
-            s.message = Some(message);
-            finish(&mut s);
-        }
-    }
-    s
-}
-
-/// The merge patch that makes `/status` equal `status`: a field this status lacks is sent as `null`, so a
-/// value of an older generation (say `appliedReplicas`) cannot survive on the server.
-pub fn status_patch(status: &ScaleRequestStatus) -> serde_json::Value {
-    let mut body = serde_json::to_value(status).unwrap_or_else(|_| json!({}));
-    if let Some(fields) = body.as_object_mut() {
-        for key in
-            ["phase", "observedGeneration", "previousReplicas", "appliedReplicas", "message", "finishedAt"]
-        {
-            fields.entry(key).or_insert(serde_json::Value::Null);
-        }
-        fields.entry("conditions").or_insert_with(|| json!([]));
-    }
-    json!({ "status": body })
-}
-
-fn applied_message(kind: ControllerKind, name: &str, previous: i32, applied: i32) -> String {
-    if previous == applied {
-        format!("{} {name} already had {applied} replicas", kind.as_str())
-    } else {
-        format!("scaled {} {name} from {previous} to {applied}", kind.as_str())
-    }
-}
-
-fn event_of(t: &Transition) -> Event {
-    let (type_, reason, note, action) = match t {
-        Transition::Applied { kind, name, previous, applied } => {
-            (EventType::Normal, "Scaled", applied_message(*kind, name, *previous, *applied), "Scale")
-        }
-        Transition::ApplyFailed { reason, message, .. } => {
-            (EventType::Warning, *reason, message.clone(), "Scale")
-        }
-        Transition::TargetMissing { message } => {
-            (EventType::Warning, REASON_TARGET_NOT_FOUND, message.clone(), "Resolve")
-        }
-        Transition::Ready { applied } => {
-            (EventType::Normal, "ReplicasReady", format!("{applied} replicas ready"), "Observe")
-        }
-        Transition::Superseded { applied, now } => (
-            EventType::Normal,
-            "Superseded",
-            format!("applied {applied}, since changed to {now} by someone else; not reverted"),
-            "Observe",
-        ),
-    };
-    Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None }
-}
-
-/// The (kind, target name, HPA name) of each HorizontalPodAutoscaler of a namespace; `None` when the API
-/// server has no autoscaling/v2 (or this replica may not list it).
-type Autoscalers = Option<Arc<Vec<(String, String, String)>>>;
-
-/// One HPA list per namespace at a time: reconciles that need it while a list is in flight share its
-/// answer. A burst of requests in one namespace would otherwise list the namespace's HPAs once per request.
-/// A shared answer is at most one list round trip older than the request that joins it.
-#[derive(Default)]
-pub struct AutoscalerLists {
-    in_flight:
-        Mutex<HashMap<String, futures::future::Shared<futures::future::BoxFuture<'static, Autoscalers>>>>,
-}
-
-impl AutoscalerLists {
-    async fn get(&self, client: &Client, ns: &str) -> Autoscalers {
-        let shared = {
-            let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            in_flight
-                .entry(ns.to_string())
-                .or_insert_with(|| {
-                    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), ns);
-                    futures::FutureExt::shared(futures::FutureExt::boxed(async move {
-                        let list = api.list(&ListParams::default()).await.ok()?;
-                        let found = list.items.into_iter().map(|hpa| {
-                            let target = &hpa.spec.scale_target_ref;
-                            (target.kind.clone(), target.name.clone(), hpa.name_any())
-                        });
-                        Some(Arc::new(found.collect()))
-                    }))
-                })
-                .clone()
-        };
-        let answer = shared.clone().await;
-        // The first waiter to finish retires the list, so the next request lists again.
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        if in_flight.get(ns).is_some_and(|f| f.ptr_eq(&shared)) {
-            in_flight.remove(ns);
-        }
-        answer
-    }
-}
-
-/// An HPA whose `scaleTargetRef` names the target, as the `ConflictingAutoscaler` condition reports it.
-async fn conflicting_autoscaler(ctx: &Context, ns: &str, kind: ControllerKind, name: &str) -> Option<String> {
-    // An API server without autoscaling/v2 (or without the right to list it) has no autoscaler we can see.
-    let hpas = ctx.autoscalers.get(&ctx.client, ns).await?;
-    hpas.iter().find(|(k, n, _)| k == kind.as_str() && n == name).map(|(_, _, hpa)| hpa.clone())
 }
 
 /// Aborts the task when dropped: a stopped controller (lost lease, shutdown) cancels its reconciles as it
@@ -439,7 +220,7 @@ async fn reconcile(sr: Arc<ScaleRequest>, ctx: Arc<Context>) -> Result<Requeue, 
         now: Timestamp::now(),
     };
     let obs = observed.as_ref().map(|r| Observed { replicas: r.replicas, ready_replicas: r.ready_replicas });
-    let not_found = || super::run::not_found(target.provider, &scope, &target.name, kind).to_string();
+    let not_found = || not_found(target.provider, &scope, &target.name, kind).to_string();
 
     match plan::plan(&desired, obs) {
         Action::Apply => {
@@ -453,7 +234,7 @@ async fn reconcile(sr: Arc<ScaleRequest>, ctx: Arc<Context>) -> Result<Requeue, 
             let autoscaler = async {
                 match (&observed, target.provider) {
                     (Some(resolved), TargetProvider::K8s) => {
-                        Some(conflicting_autoscaler(&ctx, &scope, resolved.kind, &target.name).await)
+                        Some(ctx.autoscalers.conflicting(&scope, resolved.kind, &target.name).await)
                     }
                     _ => None,
                 }
@@ -635,7 +416,7 @@ pub async fn write_status(
     let name = sr.name_any();
     let mut patch = status_patch(status);
     if let Some(rv) = &sr.metadata.resource_version {
-        patch["metadata"] = json!({ "resourceVersion": rv });
+        patch["metadata"] = serde_json::json!({ "resourceVersion": rv });
     }
     match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
         Ok(_) => Ok(()),
@@ -712,128 +493,5 @@ pub async fn run_while_leader(
             _ = run(Arc::clone(&ctx), namespaces.clone(), futures::future::pending::<()>()) => {}
         }
         tracing::info!("no longer leading: the ScaleRequest controller stopped");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn t(s: &str) -> Timestamp {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn applied_then_ready_keeps_transition_times_honest() {
-        let applied = Transition::Applied {
-            kind: ControllerKind::Deployment,
-            name: "web".into(),
-            previous: 3,
-            applied: 5,
-        };
-        let s1 = next_status(&ScaleRequestStatus::default(), 1, &applied, t("2026-01-01T00:00:00Z"));
-        assert_eq!(s1.phase, Some(Phase::Applying));
-        assert_eq!(
-            (s1.previous_replicas, s1.applied_replicas, s1.observed_generation),
-            (Some(3), Some(5), Some(1))
-        );
-        assert_eq!(s1.message.as_deref(), Some("scaled Deployment web from 3 to 5"));
-        let s2 = next_status(&s1, 1, &Transition::Ready { applied: 5 }, t("2026-01-01T00:00:05Z"));
-        assert_eq!(s2.phase, Some(Phase::Succeeded));
-        let cond =
-            |s: &ScaleRequestStatus, ty: &str| s.conditions.iter().find(|c| c.type_ == ty).cloned().unwrap();
-        assert_eq!(cond(&s2, "Applied").last_transition_time, "2026-01-01T00:00:00Z");
-        assert_eq!(cond(&s2, "Ready").status, "True");
-        assert_eq!(cond(&s2, "Ready").last_transition_time, "2026-01-01T00:00:05Z");
-        assert_eq!(s2.finished_at.as_deref(), Some("2026-01-01T00:00:05Z"));
-    }
-
-    #[test]
-    fn a_new_generation_forgets_the_old_outcome() {
-        let applied = Transition::Applied {
-            kind: ControllerKind::Deployment,
-            name: "web".into(),
-            previous: 3,
-            applied: 5,
-        };
-        let s1 = next_status(&ScaleRequestStatus::default(), 1, &applied, t("2026-01-01T00:00:00Z"));
-        let s2 = next_status(&s1, 1, &Transition::Ready { applied: 5 }, t("2026-01-01T00:00:05Z"));
-        let missing =
-            Transition::TargetMissing { message: "Deployment web not found in namespace default".into() };
-        let s3 = next_status(&s2, 2, &missing, t("2026-01-01T00:01:00Z"));
-        assert_eq!(s3.phase, Some(Phase::Failed));
-        assert_eq!(s3.observed_generation, Some(2));
-        assert_eq!(s3.applied_replicas, None);
-        assert!(s3.conditions.iter().all(|c| c.type_ != "Ready"), "no Ready of generation 1 left");
-        assert_eq!(s3.finished_at.as_deref(), Some("2026-01-01T00:01:00Z"));
-        // The planner retries it until the target appears.
-        let d = Desired {
-            generation: 2,
-            replicas: 5,
-            ttl_seconds_after_finished: None,
-            status: &s3,
-            now: t("2026-01-01T00:02:00Z"),
-        };
-        assert_eq!(plan::plan(&d, None), Action::TargetMissing);
-        assert_eq!(plan::plan(&d, Some(Observed { replicas: 1, ready_replicas: 1 })), Action::Apply);
-    }
-
-    #[test]
-    fn retrying_a_failed_write_is_not_finished() {
-        let t1 = Transition::ApplyFailed {
-            reason: "WriteFailed",
-            message: "kubernetes answered 503".into(),
-            terminal: false,
-        };
-        let s = next_status(&ScaleRequestStatus::default(), 1, &t1, t("2026-01-01T00:00:00Z"));
-        assert_eq!(s.phase, Some(Phase::Applying));
-        assert_eq!(s.finished_at, None);
-        let d = Desired {
-            generation: 1,
-            replicas: 5,
-            ttl_seconds_after_finished: Some(0),
-            status: &s,
-            now: t("2026-01-01T00:02:00Z"),
-        };
-        assert_eq!(plan::plan(&d, Some(Observed { replicas: 1, ready_replicas: 1 })), Action::Apply);
-    }
-
-    #[test]
-    fn the_status_patch_clears_what_the_new_status_lacks() {
-        let applied = Transition::Applied {
-            kind: ControllerKind::Deployment,
-            name: "web".into(),
-            previous: 3,
-            applied: 5,
-        };
-        let s1 = next_status(&ScaleRequestStatus::default(), 1, &applied, t("2026-01-01T00:00:00Z"));
-        let missing = Transition::TargetMissing { message: "gone".into() };
-        let s2 = next_status(&s1, 2, &missing, t("2026-01-01T00:01:00Z"));
-        let patch = status_patch(&s2);
-        assert_eq!(patch["status"]["appliedReplicas"], serde_json::Value::Null);
-        assert_eq!(patch["status"]["previousReplicas"], serde_json::Value::Null);
-        assert_eq!(patch["status"]["observedGeneration"], 2);
-        let empty = status_patch(&ScaleRequestStatus::default());
-        assert_eq!(empty["status"]["conditions"], json!([]));
-    }
-
-    #[test]
-    fn a_target_already_at_the_count_says_so() {
-        let same = Transition::Applied {
-            kind: ControllerKind::Deployment,
-            name: "web".into(),
-            previous: 3,
-            applied: 3,
-        };
-        let s = next_status(&ScaleRequestStatus::default(), 1, &same, t("2026-01-01T00:00:00Z"));
-        assert_eq!(s.message.as_deref(), Some("Deployment web already had 3 replicas"));
-    }
-
-    #[test]
-    fn events_name_the_transition() {
-        let e = event_of(&Transition::TargetMissing { message: "x".into() });
-        assert_eq!((e.type_, e.reason.as_str()), (EventType::Warning, "TargetNotFound"));
-        let e = event_of(&Transition::Ready { applied: 2 });
-        assert_eq!((e.type_, e.reason.as_str()), (EventType::Normal, "ReplicasReady"));
     }
 }

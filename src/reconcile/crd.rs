@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::model::ControllerKind;
+pub use crate::provider::scale::TargetProvider;
 
 /// The largest replica count a ScaleRequest may ask for: far above any real workload, low enough that a
 /// typo (an extra few zeros) is rejected at apply time instead of starting a stampede.
@@ -60,23 +61,6 @@ pub struct ScaleTarget {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 255), regex(pattern = r"^[A-Za-z0-9_-]+$"))]
     pub scope: Option<String>,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum TargetProvider {
-    #[default]
-    K8s,
-    Ecs,
-}
-
-impl TargetProvider {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TargetProvider::K8s => "k8s",
-            TargetProvider::Ecs => "ecs",
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]

@@ -111,20 +111,6 @@ pub fn plan(desired: &Desired<'_>, target: Option<Observed>) -> Action {
     }
 }
 
-/// Whether a fresh `/scale` read already shows the desired count (then nothing is written).
-pub fn needs_write(desired: i32, current: i32) -> bool {
-    desired != current
-}
-
-/// Exponential backoff with full jitter: attempt 0 → up to `base`, doubling, capped at `max`.
-/// `unit` is a uniform draw in [0, 1) passed in so this stays pure.
-pub fn backoff(attempt: u32, base: Duration, max: Duration, unit: f64) -> Duration {
-    let ceiling = base.saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX)).min(max);
-    let unit = if unit.is_finite() { unit.clamp(0.0, 1.0) } else { 0.0 };
-    // Never zero: a zero sleep would turn a retry loop into a busy loop against the API server.
-    ceiling.mul_f64(unit).max(base / 4)
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::crd::Condition;
@@ -261,22 +247,5 @@ mod tests {
         let mut s = status(Some(1), Some(Phase::Failed), None);
         s.finished_at = Some("2026-01-01T00:00:00Z".into());
         assert!(matches!(plan(&desired(&s, 1, Some(i64::MAX)), UP), Action::AwaitTtl(_)));
-    }
-
-    #[test]
-    fn write_only_when_count_differs() {
-        assert!(!needs_write(3, 3));
-        assert!(needs_write(3, 4));
-    }
-
-    #[test]
-    fn backoff_grows_is_capped_and_never_zero() {
-        let base = Duration::from_millis(100);
-        let max = Duration::from_secs(2);
-        assert_eq!(backoff(0, base, max, 0.999_999).as_millis(), 99);
-        assert_eq!(backoff(3, base, max, 0.5), Duration::from_millis(400));
-        assert_eq!(backoff(30, base, max, 0.5), Duration::from_secs(1));
-        assert_eq!(backoff(2, base, max, 0.0), Duration::from_millis(25));
-        assert_eq!(backoff(2, base, max, f64::NAN), Duration::from_millis(25));
     }
 }

@@ -23,39 +23,9 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::sync::oneshot;
 
-use super::crd::TargetProvider;
-use crate::cache::model::ControllerKind;
 use crate::metrics::metrics;
-use crate::provider::{Fragment, ProviderError};
-
-/// One scalable target. Writers resolve the kind before submitting when they can, so a bare name and its
-/// pinned kind share a slot.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct TargetKey {
-    pub provider: TargetProvider,
-    pub scope: String,
-    pub kind: Option<ControllerKind>,
-    pub name: String,
-}
-
-impl std::fmt::Display for TargetKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = self.kind.map(ControllerKind::as_str).unwrap_or("*");
-        write!(f, "{}/{}/{}/{}", self.provider.as_str(), self.scope, kind, self.name)
-    }
-}
-
-/// A confirmed scale: the provider accepted `applied`.
-#[derive(Clone, Debug)]
-pub struct Scaled {
-    pub kind: ControllerKind,
-    pub name: String,
-    /// The count before this write (equal to `applied` when nothing had to be written).
-    pub previous: i32,
-    pub applied: i32,
-    /// The served Controller after the write, as the cache holds it (read-your-writes).
-    pub controller: Option<Fragment>,
-}
+use crate::provider::ProviderError;
+use crate::provider::scale::{Scaled, TargetKey};
 
 /// Errors are shared between the waiters of one execution.
 pub type Outcome = Result<Scaled, Arc<ProviderError>>;
@@ -236,6 +206,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::cache::model::ControllerKind;
+    use crate::provider::scale::TargetProvider;
 
     fn key(name: &str) -> TargetKey {
         TargetKey {

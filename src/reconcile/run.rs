@@ -11,33 +11,13 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::crd::TargetProvider;
-use super::queue::{Executor, Fence, Outcome, ScaleQueue, Scaled, TargetKey, to_error};
+use super::queue::{Executor, Fence, Outcome, ScaleQueue, to_error};
 use crate::cache::model::ControllerKind;
 use crate::metrics::metrics;
-use crate::provider::{self, Fragment, ProviderError};
-
-pub use crate::cache::ResolvedController as Resolved;
-
-/// A provider that can set the replicas of a controller (Kubernetes `/scale`, ECS `UpdateService`).
-pub trait Scaler: Send + Sync {
-    /// The target as the provider's cache shows it now; `Ok(None)` when it does not exist. Never does I/O.
-    fn observe(
-        &self,
-        scope: &str,
-        name: &str,
-        kind: Option<ControllerKind>,
-    ) -> provider::Result<Option<Resolved>>;
-
-    /// Set the replicas; resolves once the provider accepted the count and the cache shows it. Safe to repeat.
-    fn scale(
-        &self,
-        scope: String,
-        name: String,
-        kind: Option<ControllerKind>,
-        replicas: i32,
-    ) -> BoxFuture<'_, provider::Result<Scaled>>;
-}
+use crate::provider::scale::{
+    Resolved, Scaled, Scaler, Source, TargetKey, TargetProvider, WriteQueue, not_found,
+};
+use crate::provider::{self, ProviderError};
 
 /// The scalers by provider; a provider that is not enabled has none.
 #[derive(Clone, Default)]
@@ -58,38 +38,6 @@ impl Scalers {
                 provider.as_str()
             ))
         })
-    }
-}
-
-/// Who asked for a write: a label value of `machinist_reconcile_total{source}`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Source {
-    Crd,
-    Rest,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Crd => "crd",
-            Source::Rest => "rest",
-        }
-    }
-}
-
-/// A bounded label value for an error (never its text).
-pub fn error_label(error: &ProviderError) -> &'static str {
-    match error {
-        ProviderError::NotReady { .. } => "not_ready",
-        ProviderError::ScopeNotWatched { .. } => "scope_not_watched",
-        ProviderError::NotFound(_) => "not_found",
-        ProviderError::Invalid { .. } => "invalid",
-        ProviderError::Conflict(_) => "conflict",
-        ProviderError::CapabilityNotSupported(_) => "not_supported",
-        ProviderError::Timeout { .. } => "timeout",
-        ProviderError::Upstream(_) => "upstream",
-        ProviderError::Forbidden(_) => "forbidden",
-        ProviderError::Throttled { .. } => "throttled",
     }
 }
 
@@ -134,7 +82,7 @@ impl Reconciler {
                 };
                 let label = match &result {
                     Ok(_) => "success",
-                    Err(e) => error_label(e),
+                    Err(e) => e.label(),
                 };
                 metrics().writes.with_label_values(&[key.provider.as_str(), "scale", label]).inc();
                 result.map_err(Arc::new)
@@ -238,39 +186,27 @@ impl Reconciler {
     }
 }
 
+/// Providers hand their REST scales here (they hold the reconciler as a `dyn WriteQueue`).
+impl WriteQueue for Reconciler {
+    fn submit<'a>(
+        &'a self,
+        source: Source,
+        deadline: Duration,
+        target: &'a TargetKey,
+        replicas: i32,
+    ) -> BoxFuture<'a, provider::Result<Scaled>> {
+        self.scale_within(source, deadline, target, replicas).boxed()
+    }
+}
+
 fn record(source: Source, started: Instant, result: &provider::Result<Scaled>) {
     let m = metrics();
     m.reconcile_duration.with_label_values(&[source.as_str()]).observe(started.elapsed().as_secs_f64());
     let label = match result {
         Ok(_) => "success",
-        Err(e) => error_label(e),
+        Err(e) => e.label(),
     };
     m.reconciles.with_label_values(&[source.as_str(), label]).inc();
-}
-
-pub fn not_found(
-    provider: TargetProvider,
-    scope: &str,
-    name: &str,
-    kind: Option<ControllerKind>,
-) -> ProviderError {
-    let what = kind.map(ControllerKind::as_str).unwrap_or("controller");
-    let scope_kind = match provider {
-        TargetProvider::K8s => "namespace",
-        TargetProvider::Ecs => "cluster",
-    };
-    ProviderError::NotFound(format!("{what} {name} not found in {scope_kind} {scope}"))
-}
-
-/// The controller fragment of a [`Scaled`], or an error saying the cache lost it.
-pub fn scaled_fragment(scaled: &Scaled) -> provider::Result<Fragment> {
-    scaled.controller.clone().ok_or_else(|| {
-        ProviderError::Upstream(format!(
-            "{} {} was scaled but is not in the cache",
-            scaled.kind.as_str(),
-            scaled.name
-        ))
-    })
 }
 
 #[cfg(test)]

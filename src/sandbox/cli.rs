@@ -1,26 +1,11 @@
-//! What `machinist sandbox` needs from this module: options from the CLI flags, the kubeconfig file, the
-//! lines printed for the user, and waiting for Ctrl-C / SIGTERM.
+//! What `machinist sandbox` needs from this module: the kubeconfig file, the lines printed for the user,
+//! and waiting for Ctrl-C / SIGTERM.
 //!
 //! It must not start the operator or the ECS emulator (the caller composes those).
 
 use std::path::Path;
 
-use super::{Sandbox, SandboxError, SandboxOptions};
-use crate::config::SandboxArgs;
-
-impl From<&SandboxArgs> for SandboxOptions {
-    fn from(a: &SandboxArgs) -> SandboxOptions {
-        SandboxOptions {
-            listen: a.listen.clone(),
-            token: a.token.clone(),
-            test_hooks: a.test_hooks,
-            state_file: a.state.clone(),
-            pod_start_delay: std::time::Duration::from_millis(a.pod_start_delay_ms),
-            demo: !a.no_demo,
-            extra_pods: a.pods,
-        }
-    }
-}
+use super::{Sandbox, SandboxError};
 
 impl Sandbox {
     /// Writes the kubeconfig (user-only permissions: it may hold the token).

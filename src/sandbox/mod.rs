@@ -10,6 +10,7 @@
 pub mod apply;
 pub mod controllers;
 pub mod discovery;
+pub mod ecs_emulator;
 pub mod faults;
 pub mod hang;
 pub mod http;

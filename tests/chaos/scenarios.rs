@@ -17,7 +17,6 @@ use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use machinist::cache::Cache;
-use machinist::provider::ReadModel;
 use machinist::provider::k8s::{client, watch};
 use machinist::reconcile::crd::ScaleRequest;
 use machinist::sandbox::{Gvr, Sandbox, SandboxOptions};
@@ -358,20 +357,14 @@ impl ScaleErrors {
 
 /// A whole operator in this process over `sb` (`machinist run` with `extra` flags); its REST base URL.
 async fn operator(sb: &Sandbox, extra: &[&str]) -> (String, tokio_util::sync::CancellationToken) {
-    use clap::Parser;
-    let config = config_of(&sb.kubeconfig_yaml()).await;
-    let mut argv = vec!["machinist", "run", "--http-listen", "127.0.0.1:0", "--shutdown-delay", "0"];
-    argv.extend_from_slice(extra);
-    let args = match machinist::config::Cli::try_parse_from(argv).expect("arguments parse").command {
-        machinist::config::Command::Run(args) => args,
-        other => panic!("expected run, got {other:?}"),
-    };
-    let (ready, addr) = tokio::sync::oneshot::channel();
+    let mut flags = vec!["--http-listen", "127.0.0.1:0", "--shutdown-delay", "0"];
+    flags.extend_from_slice(extra);
+    let builder = machinist::app::OperatorBuilder::from_flags(flags)
+        .expect("arguments parse")
+        .kubeconfig_yaml(sb.kubeconfig_yaml());
     let stop = tokio_util::sync::CancellationToken::new();
-    let overrides = machinist::app::Overrides { kube_config: Some(config), ecs: None, ready: Some(ready) };
-    tokio::spawn(machinist::app::run_operator(args, overrides, stop.clone()));
-    let addr = tokio::time::timeout(Duration::from_secs(60), addr).await.expect("listens").expect("address");
-    (format!("http://{addr}"), stop)
+    let spawned = builder.spawn(stop.clone()).await.expect("the operator starts");
+    (format!("http://{}", spawned.addr), stop)
 }
 
 /// 30 % of the sandbox's `/scale` calls answer 500 or 429 while three writers scale one Deployment through

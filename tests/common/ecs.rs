@@ -1,13 +1,11 @@
 //! Test harness for the ECS provider: one emulator per test binary (venv created once, under a lock),
-//! one emulator account per test for isolation, and seeding helpers. Load it beside `common/mod.rs`.
-
-#![allow(dead_code)]
+//! one emulator account per test for isolation, and seeding helpers.
 
 use std::time::Duration;
 
 use aws_sdk_ecs::types::{LaunchType, LoadBalancer, PropagateTags, Tag};
-use machinist::provider::ecs::emulator::{self, Emulator};
-use machinist::provider::ecs::{EcsProvider, EcsSettings};
+use machinist::provider::ecs::{ClientOptions, EcsProvider, EcsSettings};
+use machinist::sandbox::ecs_emulator::{self as emulator, Emulator};
 use tokio::sync::OnceCell;
 
 static EMULATOR: OnceCell<Emulator> = OnceCell::const_new();
@@ -30,7 +28,7 @@ pub fn account() -> String {
 }
 
 pub async fn admin(emu: &Emulator, account: &str) -> aws_sdk_ecs::Client {
-    emulator::admin_client(&emu.client_options(Some(account))).await.expect("admin client")
+    emulator::admin_client(&emu.endpoint(), Some(account)).await.expect("admin client")
 }
 
 pub fn tag(k: &str, v: &str) -> Tag {
@@ -78,7 +76,7 @@ pub async fn running_tasks(ecs: &aws_sdk_ecs::Client, cluster: &str, name: &str)
 
 pub fn settings(emu: &Emulator, account: &str, clusters: &[&str], interval: Duration) -> EcsSettings {
     EcsSettings {
-        client: emu.client_options(Some(account)),
+        client: ClientOptions::emulator(&emu.endpoint(), Some(account)),
         clusters: clusters.iter().map(|c| c.to_string()).collect(),
         poll_interval: interval,
         read_rate: 1000.0,

@@ -1,8 +1,6 @@
 //! Real `kubectl` (from PATH) with its own kubeconfig for a sandbox and its own discovery cache, in a temp
 //! dir, run from the repository root.
 
-#![allow(dead_code)]
-
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};

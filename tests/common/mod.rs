@@ -2,8 +2,16 @@
 //! kubeconfig it prints, exactly as a user's program would build one.
 //!
 //! Each test should work in its own namespace (`fresh_namespace`), so tests run in parallel on one sandbox
-//! or on several. Not every test file uses every helper.
+//! or on several. The submodules: `operator` (the whole operator over a sandbox, and REST helpers), `ecs`
+//! (the ECS emulator), `kubectl` (the pinned kubectl), `replica` (a real `machinist run` process).
+//! Every test binary loads the whole tree with `mod common;` and uses what it needs, so the rest is dead
+//! code there.
 #![allow(dead_code)]
+
+pub mod ecs;
+pub mod kubectl;
+pub mod operator;
+pub mod replica;
 
 use std::time::{Duration, Instant};
 

@@ -1,18 +1,12 @@
-//! REST-level test harness: a sandbox (test hooks on) plus the whole operator (`run_operator`) on
+//! REST-level test harness: a sandbox (test hooks on) plus the whole operator (`app::OperatorBuilder`) on
 //! 127.0.0.1:0, optionally with the ECS provider against the emulator. It owns only setup, teardown and small
 //! HTTP helpers; what a test asserts lives in the test files.
-//!
-//! Load it with `mod common;` and `#[path = "common/operator.rs"] mod operator;`.
-#![allow(dead_code)]
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use kube::Client;
-use kube::config::{Config, KubeConfigOptions, Kubeconfig};
-use machinist::app::{Overrides, run_operator};
-use machinist::config::{Cli, Command};
+use machinist::app::{AppError, OperatorBuilder};
 use machinist::provider::ecs::EcsSettings;
 use machinist::sandbox::{Gvr, Sandbox, SandboxOptions};
 use serde_json::{Value, json};
@@ -28,7 +22,7 @@ pub struct Operator {
     pub kube: Client,
     pub http: reqwest::Client,
     shutdown: CancellationToken,
-    task: Option<JoinHandle<()>>,
+    task: Option<JoinHandle<Result<(), AppError>>>,
 }
 
 impl Drop for Operator {
@@ -61,27 +55,19 @@ pub async fn start(opts: SandboxOptions, extra: &[&str]) -> Operator {
 pub async fn start_on(sandbox: Sandbox, extra: &[&str], ecs: Option<EcsSettings>) -> Operator {
     install_crd(&sandbox);
     let kube = crate::common::client_for(&sandbox, false).await;
-    let kc = Kubeconfig::from_yaml(&sandbox.kubeconfig_yaml()).expect("kubeconfig parses");
-    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("config");
-    let mut argv = vec!["machinist", "run", "--http-listen", "127.0.0.1:0", "--leader-election", "false"];
-    argv.extend_from_slice(extra);
-    let args = match Cli::try_parse_from(argv).expect("operator arguments parse").command {
-        Command::Run(args) => args,
-        other => panic!("expected the run subcommand, got {other:?}"),
-    };
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let flags = ["--http-listen", "127.0.0.1:0", "--leader-election", "false"];
+    let mut operator = OperatorBuilder::from_flags(flags.iter().chain(extra).copied())
+        .expect("operator arguments parse")
+        .kubeconfig_yaml(sandbox.kubeconfig_yaml());
+    if let Some(ecs) = ecs {
+        operator = operator.ecs(ecs);
+    }
     let shutdown = CancellationToken::new();
-    let overrides = Overrides { kube_config: Some(config), ecs, ready: Some(ready_tx) };
-    let stop = shutdown.clone();
-    let task = tokio::spawn(async move {
-        if let Err(e) = run_operator(args, overrides, stop).await {
-            panic!("operator failed: {e}");
-        }
-    });
-    let addr = tokio::time::timeout(Duration::from_secs(60), ready_rx)
+    let spawned = tokio::time::timeout(Duration::from_secs(60), operator.spawn(shutdown.clone()))
         .await
         .expect("operator listens within 60 s")
-        .expect("operator reports its address");
+        .unwrap_or_else(|e| panic!("operator failed: {e}"));
+    let (addr, task) = (spawned.addr, spawned.task);
     Operator {
         base: format!("http://{addr}"),
         sandbox,

@@ -2,8 +2,6 @@
 //! environment as the chart configures it: for tests of what only a process shows (signals, leader
 //! election between replicas).
 
-#![allow(dead_code)]
-
 use std::process::Stdio;
 
 use tokio::process::{Child, Command};

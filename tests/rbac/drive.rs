@@ -8,10 +8,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use kube::config::{Config, KubeConfigOptions, Kubeconfig};
-use machinist::app::{Overrides, run_operator};
-use machinist::config::{Cli, Command};
+use machinist::app::OperatorBuilder;
 use machinist::sandbox::review::Reviews;
 use machinist::sandbox::{Gvr, Sandbox, SandboxOptions};
 use serde_json::{Value, json};
@@ -155,11 +152,7 @@ pub async fn drive(mode: Mode) -> BTreeSet<Access> {
     let stats_url = format!("{}/sandbox/stats", sb.url());
     http.delete(&stats_url).send().await.expect("reset stats").error_for_status().expect("reset ok");
 
-    let kc = Kubeconfig::from_yaml(&sb.kubeconfig_yaml()).expect("kubeconfig");
-    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("config");
     let mut argv = vec![
-        "machinist",
-        "run",
         "--http-listen=127.0.0.1:0",
         "--identity=rbac-test",
         // Nothing routes to it: shutting down need not wait for load balancers.
@@ -173,12 +166,13 @@ pub async fn drive(mode: Mode) -> BTreeSet<Access> {
     if mode.kubernetes_auth {
         argv.push("--auth-mode=kubernetes");
     }
-    let Command::Run(args) = Cli::parse_from(argv).command else { panic!("`run` parses to Command::Run") };
-    let (tx, rx) = tokio::sync::oneshot::channel();
+    let operator =
+        OperatorBuilder::from_flags(argv).expect("`run` flags parse").kubeconfig_yaml(sb.kubeconfig_yaml());
     let shutdown = CancellationToken::new();
-    let overrides = Overrides { kube_config: Some(config), ecs: None, ready: Some(tx) };
-    let operator = tokio::spawn(run_operator(args, overrides, shutdown.clone()));
-    let addr = tokio::time::timeout(Duration::from_secs(60), rx).await.expect("listens").expect("address");
+    let spawned = operator.spawn(shutdown.clone());
+    let spawned =
+        tokio::time::timeout(Duration::from_secs(60), spawned).await.expect("listens").expect("address");
+    let (addr, operator) = (spawned.addr, spawned.task);
     let base = format!("http://{addr}");
     wait_ready_and_leading(&http, &base).await;
 

@@ -1,4 +1,6 @@
-//! A test bed: sandbox, a fresh namespace, a cache fed by the real watchers, the reconciler and the writes.
+//! A test bed: sandbox, a fresh namespace, and the operator assembled over it as `machinist run` assembles
+//! it (a cache fed by the real watchers, the reconciler, the writes), serving nothing: tests drive the
+//! parts directly.
 #![allow(dead_code)]
 
 pub use crate::common::eventually;
@@ -8,10 +10,10 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use machinist::app::{KubeParts, Operator, OperatorBuilder};
 use machinist::cache::Cache;
-use machinist::provider::k8s::watch::{Watchers, spawn_watchers};
-use machinist::provider::k8s::write::{K8sScaler, K8sWrites, RetryBudget};
-use machinist::reconcile::run::{Reconciler, Scalers};
+use machinist::provider::{Provider, Writes};
+use machinist::reconcile::run::Reconciler;
 use machinist::sandbox::Sandbox;
 use serde_json::json;
 
@@ -22,14 +24,13 @@ pub struct Bed {
     pub client: Client,
     pub ns: String,
     pub cache: Arc<Cache>,
-    pub watchers: Watchers,
     pub reconciler: Arc<Reconciler>,
-    pub writes: K8sWrites,
+    operator: Operator,
 }
 
 impl Drop for Bed {
     fn drop(&mut self) {
-        self.watchers.abort();
+        self.stop_watchers();
     }
 }
 
@@ -41,20 +42,38 @@ pub async fn bed() -> Bed {
 
 /// A bed over `ns` of an already started sandbox (e.g. the demo namespace).
 pub async fn bed_in(sb: Sandbox, client: Client, ns: String) -> Bed {
-    let cache = Arc::new(Cache::new_k8s(vec![ns.clone()]));
-    let watchers = spawn_watchers(client.clone(), cache.clone(), std::slice::from_ref(&ns));
+    let flags = ["--provider", "k8s", "--leader-election", "false", "--namespaces", &ns];
+    let operator = OperatorBuilder::from_flags(flags)
+        .expect("flags parse")
+        .kubeconfig_yaml(sb.kubeconfig_yaml())
+        .assemble()
+        .await
+        .expect("the operator assembles");
+    let cache = operator.kube.as_ref().expect("the k8s provider").cache.clone();
     eventually("the cache syncs", Duration::from_secs(20), || {
         let cache = cache.clone();
         async move { cache.synced() }
     })
     .await;
-    let scaler = K8sScaler::new(client.clone(), cache.clone(), RetryBudget::default());
-    let reconciler = Reconciler::new(Scalers { k8s: Some(Arc::new(scaler)), ecs: None });
-    let writes = K8sWrites::new(client.clone(), cache.clone(), reconciler.clone(), Duration::from_secs(10));
-    Bed { sb, client, ns, cache, watchers, reconciler, writes }
+    let reconciler = operator.reconciler.clone();
+    Bed { sb, client, ns, cache, reconciler, operator }
 }
 
 impl Bed {
+    fn kube(&self) -> &KubeParts {
+        self.operator.kube.as_ref().expect("the k8s provider")
+    }
+
+    /// The cache stops following the cluster (the watchers end).
+    pub fn stop_watchers(&self) {
+        self.kube().watchers.abort();
+    }
+
+    /// The Kubernetes provider's writes, as the REST API calls them.
+    pub fn writes(&self) -> &dyn Writes {
+        self.kube().provider.writes()
+    }
+
     pub fn deployments(&self) -> Api<Deployment> {
         Api::namespaced(self.client.clone(), &self.ns)
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::core::CustomResourceExt;
-use machinist::provider::{ControllerTarget, Writes};
+use machinist::provider::ControllerTarget;
 use machinist::reconcile::controller::{self, Context};
 use machinist::reconcile::crd::{Phase, ScaleRequest, ScaleRequestStatus};
 use serde_json::json;
@@ -115,7 +115,7 @@ async fn a_request_is_applied_reports_ready_and_reapplies_only_on_a_new_generati
 
     // A later scale by someone else is not reverted.
     let target = ControllerTarget { scope: b.ns.clone(), name: "web".into(), kind: None };
-    b.writes.scale(target, 5).await.expect("rest scale");
+    b.writes().scale(target, 5).await.expect("rest scale");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(b.replicas("web").await, 5, "the finished request did not revert a later change");
 

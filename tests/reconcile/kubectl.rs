@@ -6,8 +6,7 @@ use std::time::Duration;
 use machinist::reconcile::controller::{self, Context};
 use machinist::sandbox::SandboxOptions;
 
-#[path = "../common/kubectl.rs"]
-mod cli;
+use crate::common::kubectl as cli;
 
 use cli::Kubectl;
 

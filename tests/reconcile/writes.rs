@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use machinist::provider::{ControllerTarget, ManifestKind, ProviderError, ReadModel, Writes};
+use machinist::cache::ReadError;
+use machinist::provider::{ControllerTarget, ManifestKind, ProviderError};
 use serde_json::{Value, json};
 
 use super::bed::{bed, eventually};
@@ -22,7 +23,7 @@ fn served(fragment: &machinist::provider::Fragment) -> Value {
 async fn rest_scale_answers_the_new_count_and_reads_see_it() {
     let b = bed().await;
     b.deployment("web", 1).await;
-    let answer = b.writes.scale(target(&b.ns, "web"), 3).await.expect("scale");
+    let answer = b.writes().scale(target(&b.ns, "web"), 3).await.expect("scale");
     assert_eq!(served(&answer)["replicas"], 3);
     assert_eq!(b.replicas("web").await, 3);
     // Read-your-writes: the very next read from the cache shows it.
@@ -34,10 +35,10 @@ async fn rest_scale_answers_the_new_count_and_reads_see_it() {
 async fn the_same_post_three_times_is_idempotent() {
     let b = bed().await;
     b.deployment("web", 1).await;
-    b.writes.scale(target(&b.ns, "web"), 4).await.expect("first");
+    b.writes().scale(target(&b.ns, "web"), 4).await.expect("first");
     let rv = b.deployments().get("web").await.unwrap().metadata.resource_version;
     for _ in 0..2 {
-        let answer = b.writes.scale(target(&b.ns, "web"), 4).await.expect("repeat");
+        let answer = b.writes().scale(target(&b.ns, "web"), 4).await.expect("repeat");
         assert_eq!(served(&answer)["replicas"], 4);
     }
     assert_eq!(
@@ -55,7 +56,7 @@ async fn scaling_never_clobbers_fields_changed_by_others() {
     let other = json!({"metadata": {"labels": {"team": "blue"}, "annotations": {"note": "keep me"}},
         "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}}}});
     b.deployments().patch("web", &PatchParams::default(), &Patch::Strategic(&other)).await.unwrap();
-    b.writes.scale(target(&b.ns, "web"), 5).await.expect("scale");
+    b.writes().scale(target(&b.ns, "web"), 5).await.expect("scale");
     let d = b.deployments().get("web").await.unwrap();
     assert_eq!(d.metadata.labels.unwrap()["team"], "blue");
     assert_eq!(d.metadata.annotations.unwrap()["note"], "keep me");
@@ -71,18 +72,18 @@ async fn scaling_never_clobbers_fields_changed_by_others() {
 async fn a_write_from_a_stale_cache_lands_and_reports_the_real_previous_count() {
     let b = bed().await;
     b.deployment("web", 1).await;
-    b.watchers.abort();
+    b.stop_watchers();
     let patch = json!({"spec": {"replicas": 2}, "metadata": {"labels": {"team": "blue"}}});
     b.deployments().patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
-    let key = machinist::reconcile::queue::TargetKey {
-        provider: machinist::reconcile::crd::TargetProvider::K8s,
+    let key = machinist::provider::scale::TargetKey {
+        provider: machinist::provider::scale::TargetProvider::K8s,
         scope: b.ns.clone(),
         kind: None,
         name: "web".into(),
     };
     let scaled = b
         .reconciler
-        .scale_within(machinist::reconcile::run::Source::Rest, Duration::from_secs(10), &key, 5)
+        .scale_within(machinist::provider::scale::Source::Rest, Duration::from_secs(10), &key, 5)
         .await
         .expect("scale");
     assert_eq!((scaled.previous, scaled.applied), (2, 5));
@@ -110,7 +111,7 @@ async fn concurrent_writers_end_at_the_last_confirmed_count_and_no_conflict_surf
     };
     let order = std::sync::Mutex::new(Vec::new());
     let write = |n: i32| {
-        let (writes, order, ns) = (&b.writes, &order, b.ns.clone());
+        let (writes, order, ns) = (b.writes(), &order, b.ns.clone());
         async move {
             let answer = writes.scale(target(&ns, "web"), n).await.expect("no error surfaces");
             order.lock().unwrap().push(served(&answer)["replicas"].as_i64().unwrap());
@@ -129,9 +130,9 @@ async fn concurrent_writers_end_at_the_last_confirmed_count_and_no_conflict_surf
 #[tokio::test]
 async fn scaling_what_does_not_exist_is_not_found() {
     let b = bed().await;
-    let err = b.writes.scale(target(&b.ns, "ghost"), 2).await.unwrap_err();
+    let err = b.writes().scale(target(&b.ns, "ghost"), 2).await.unwrap_err();
     assert!(matches!(err, ProviderError::NotFound(ref m) if m.contains("ghost")), "{err:?}");
-    let err = b.writes.delete_controller(target(&b.ns, "ghost")).await.unwrap_err();
+    let err = b.writes().delete_controller(target(&b.ns, "ghost")).await.unwrap_err();
     assert!(matches!(err, ProviderError::NotFound(_)), "{err:?}");
 }
 
@@ -139,9 +140,9 @@ async fn scaling_what_does_not_exist_is_not_found() {
 async fn delete_controller_removes_it_from_cluster_and_cache() {
     let b = bed().await;
     b.deployment("web", 1).await;
-    b.writes.delete_controller(target(&b.ns, "web")).await.expect("delete");
+    b.writes().delete_controller(target(&b.ns, "web")).await.expect("delete");
     assert!(b.deployments().get_opt("web").await.unwrap().is_none());
-    assert!(matches!(b.cache.controller(&b.ns, "web", None), Err(ProviderError::NotFound(_))));
+    assert!(matches!(b.cache.controller(&b.ns, "web", None), Err(ReadError::NotFound(_))));
 }
 
 fn deployment_manifest(image: &str) -> Value {
@@ -155,20 +156,20 @@ fn deployment_manifest(image: &str) -> Value {
 async fn manifest_apply_twice_changes_nothing_and_keeps_replicas_set_by_others() {
     let b = bed().await;
     let first = b
-        .writes
+        .writes()
         .apply(b.ns.clone(), ManifestKind::Controller, deployment_manifest("nginx:1.25"))
         .await
         .unwrap();
     assert_eq!(first["metadata"]["name"], "api");
     assert!(first["metadata"].get("managedFields").is_none());
     // An autoscaler (another manager) sets the replicas.
-    b.writes.scale(target(&b.ns, "api"), 6).await.expect("scale");
+    b.writes().scale(target(&b.ns, "api"), 6).await.expect("scale");
     // The simulated workload controller updates the status as pods start: wait until it settles, so any
     // change of resourceVersion after this point is the apply's.
     let rv = b.settled_resource_version("api").await;
     let before = serde_json::to_value(b.deployments().get("api").await.unwrap()).unwrap();
     let again = b
-        .writes
+        .writes()
         .apply(b.ns.clone(), ManifestKind::Controller, deployment_manifest("nginx:1.25"))
         .await
         .unwrap();
@@ -180,7 +181,10 @@ async fn manifest_apply_twice_changes_nothing_and_keeps_replicas_set_by_others()
     );
     assert_eq!(b.replicas("api").await, 6, "replicas omitted from the manifest stay as others set them");
     // A real change is applied, and the replicas still stay.
-    b.writes.apply(b.ns.clone(), ManifestKind::Controller, deployment_manifest("nginx:1.27")).await.unwrap();
+    b.writes()
+        .apply(b.ns.clone(), ManifestKind::Controller, deployment_manifest("nginx:1.27"))
+        .await
+        .unwrap();
     assert_eq!(b.replicas("api").await, 6);
     let cache = b.cache.clone();
     let ns = b.ns.clone();
@@ -196,10 +200,10 @@ async fn manifests_for_the_wrong_route_or_namespace_are_rejected_and_change_noth
     let b = bed().await;
     let mut other_ns = deployment_manifest("nginx:1.25");
     other_ns["metadata"]["namespace"] = json!("elsewhere");
-    let err = b.writes.apply(b.ns.clone(), ManifestKind::Controller, other_ns).await.unwrap_err();
+    let err = b.writes().apply(b.ns.clone(), ManifestKind::Controller, other_ns).await.unwrap_err();
     assert!(matches!(err, ProviderError::Invalid { .. }), "{err:?}");
     let err =
-        b.writes.apply(b.ns.clone(), ManifestKind::Service, deployment_manifest("x")).await.unwrap_err();
+        b.writes().apply(b.ns.clone(), ManifestKind::Service, deployment_manifest("x")).await.unwrap_err();
     assert!(matches!(err, ProviderError::Invalid { .. }), "{err:?}");
     assert!(b.deployments().get_opt("api").await.unwrap().is_none());
 }
@@ -209,7 +213,7 @@ async fn a_secret_is_applied_and_never_echoed() {
     let b = bed().await;
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"},
         "stringData": {"password": "hunter2"}});
-    let answer = b.writes.apply(b.ns.clone(), ManifestKind::Secret, secret).await.expect("apply secret");
+    let answer = b.writes().apply(b.ns.clone(), ManifestKind::Secret, secret).await.expect("apply secret");
     assert_eq!(answer, Value::Null);
     let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(b.client.clone(), &b.ns);
     assert!(api.get_opt("creds").await.unwrap().is_some());
@@ -235,10 +239,10 @@ async fn label_patch_merges_removes_and_validates() {
         ("c".to_string(), Some("3".into())),
     ]
     .into();
-    let machine = b.writes.patch_machine_labels(b.ns.clone(), "p1".into(), labels).await.expect("patch");
+    let machine = b.writes().patch_machine_labels(b.ns.clone(), "p1".into(), labels).await.expect("patch");
     assert_eq!(served(&machine)["labels"], json!({"a": "10", "c": "3"}));
     let bad: BTreeMap<String, Option<String>> = [("bad key".to_string(), Some("x".to_string()))].into();
-    let err = b.writes.patch_machine_labels(b.ns.clone(), "p1".into(), bad).await.unwrap_err();
+    let err = b.writes().patch_machine_labels(b.ns.clone(), "p1".into(), bad).await.unwrap_err();
     assert!(matches!(err, ProviderError::Invalid { .. }));
     let live = pods.get("p1").await.unwrap().metadata.labels.unwrap();
     assert_eq!(live.get("c").map(String::as_str), Some("3"));
@@ -257,13 +261,13 @@ async fn httproute_put_leaves_other_managers_labels_and_annotations_byte_identic
                      "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": path}}],
                                 "backendRefs": [{"name": "web", "port": 80}]}]}})
     };
-    b.writes.apply(b.ns.clone(), ManifestKind::HttpRoute, route("/a")).await.expect("first put");
+    b.writes().apply(b.ns.clone(), ManifestKind::HttpRoute, route("/a")).await.expect("first put");
     // Another manager adds its own labels and annotations.
     let theirs = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
         "metadata": {"name": "r1", "labels": {"owner": "mesh"}, "annotations": {"mesh.io/config": "{\"a\": [1, 2]}"}}});
     routes.patch("r1", &PatchParams::apply("mesh"), &Patch::Apply(&theirs)).await.expect("other manager");
     let before = routes.get("r1").await.unwrap();
-    b.writes.apply(b.ns.clone(), ManifestKind::HttpRoute, route("/b")).await.expect("second put");
+    b.writes().apply(b.ns.clone(), ManifestKind::HttpRoute, route("/b")).await.expect("second put");
     let after = routes.get("r1").await.unwrap();
     assert_eq!(
         serde_json::to_string(&after.metadata.labels).unwrap(),
@@ -274,8 +278,8 @@ async fn httproute_put_leaves_other_managers_labels_and_annotations_byte_identic
         serde_json::to_string(&before.metadata.annotations).unwrap()
     );
     assert_eq!(after.data["spec"]["rules"][0]["matches"][0]["path"]["value"], "/b");
-    b.writes.delete_httproute(b.ns.clone(), "r1".into()).await.expect("delete");
+    b.writes().delete_httproute(b.ns.clone(), "r1".into()).await.expect("delete");
     assert!(routes.get_opt("r1").await.unwrap().is_none());
-    let err = b.writes.delete_httproute(b.ns.clone(), "r1".into()).await.unwrap_err();
+    let err = b.writes().delete_httproute(b.ns.clone(), "r1".into()).await.unwrap_err();
     assert!(matches!(err, ProviderError::NotFound(_)));
 }

@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 
 use super::fixtures::*;
+use crate::cache::ReadError;
 use crate::cache::model::{ControllerRef, Resources};
 use crate::cache::{Cache, ControllerKind, ControllerRecord, Machine, Service};
-use crate::provider::{ProviderError, ReadModel};
 
 fn task(id: &str, service: &str) -> Machine {
     Machine {
@@ -41,11 +41,8 @@ fn svc(name: &str, replicas: i32) -> ControllerRecord {
 #[test]
 fn ecs_scopes_refresh_whole_and_targeted() {
     let cache = Cache::new_ecs(vec!["c1".into(), "c2".into()]);
-    assert!(matches!(cache.controllers("c1"), Err(ProviderError::NotReady { provider: "ecs", .. })));
-    assert!(matches!(
-        cache.controllers("zz"),
-        Err(ProviderError::ScopeNotWatched { scope_kind: "cluster", .. })
-    ));
+    assert!(matches!(cache.controllers("c1"), Err(ReadError::NotReady { provider: "ecs", .. })));
+    assert!(matches!(cache.controllers("zz"), Err(ReadError::ScopeNotWatched { scope_kind: "cluster", .. })));
     cache.replace_scope("c1", vec![svc("web", 2)], vec![task("t1", "web"), task("t2", "web")], vec![]);
     assert!(!cache.synced());
     cache.replace_scope(
@@ -65,7 +62,7 @@ fn ecs_scopes_refresh_whole_and_targeted() {
     cache.upsert_controller("c1", svc("web", 1), vec![task("t2", "web")]);
     let web = controller(&cache.controller("c1", "web", None).expect("web"));
     assert_eq!((web.replicas, web.machines.len()), (1, 1));
-    assert!(matches!(cache.machine("c1", "t1"), Err(ProviderError::NotFound(_))));
+    assert!(matches!(cache.machine("c1", "t1"), Err(ReadError::NotFound(_))));
 
     cache.replace_scope("c1", vec![], vec![], vec![]);
     assert!(cache.controllers("c1").expect("empty").is_empty());

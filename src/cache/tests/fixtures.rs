@@ -5,9 +5,9 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use kube::runtime::watcher::Event;
 use serde_json::{Value, json};
 
+use crate::cache::Fragment;
 use crate::cache::model::{Controller, Machine};
 use crate::cache::{Cache, K8sObject, kinds};
-use crate::provider::{Fragment, ReadModel};
 
 pub fn obj<T: serde::de::DeserializeOwned>(v: Value) -> T {
     serde_json::from_value(v).expect("fixture is a valid object")

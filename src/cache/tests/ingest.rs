@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::fixtures::*;
 use crate::cache::ControllerKind;
-use crate::provider::{ProviderError, ReadModel};
+use crate::cache::ReadError;
 
 fn some(kind: &str, name: &str) -> Option<(String, String)> {
     Some((kind.to_string(), name.to_string()))
@@ -126,16 +126,16 @@ fn kind_resolution_prefers_deployment_and_kind_pins() {
 
     assert!(matches!(
         cache.resolve_controller("default", "same", Some(ControllerKind::ReplicationController)),
-        Err(ProviderError::NotFound(_))
+        Err(ReadError::NotFound(_))
     ));
-    assert!(matches!(cache.controller("default", "ghost", None), Err(ProviderError::NotFound(_))));
+    assert!(matches!(cache.controller("default", "ghost", None), Err(ReadError::NotFound(_))));
 
     // An owned ReplicaSet is not addressable, not even with kind=ReplicaSet.
     cache.apply(&replicaset("default", "same-abc", Some("same")));
-    assert!(matches!(cache.resolve_controller("default", "same-abc", None), Err(ProviderError::NotFound(_))));
+    assert!(matches!(cache.resolve_controller("default", "same-abc", None), Err(ReadError::NotFound(_))));
     assert!(matches!(
         cache.resolve_controller("default", "same-abc", Some(ControllerKind::ReplicaSet)),
-        Err(ProviderError::NotFound(_))
+        Err(ReadError::NotFound(_))
     ));
     cache.apply(&replicaset("default", "solo", None));
     assert_eq!(
@@ -168,7 +168,7 @@ fn relist_serves_the_old_snapshot_until_init_done_then_drops_what_vanished() {
     cache.watcher_event::<Pod>(Event::InitDone);
     assert_eq!(machine_ids(&cache, "default", &[]), ["b", "c"]);
     assert_eq!(machine_ids(&cache, "default", &[("app", "x")]), ["c"]);
-    assert!(matches!(cache.machine("default", "a"), Err(ProviderError::NotFound(_))));
+    assert!(matches!(cache.machine("default", "a"), Err(ReadError::NotFound(_))));
 }
 
 #[test]

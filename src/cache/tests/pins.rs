@@ -6,7 +6,6 @@ use kube::runtime::watcher::Event;
 
 use super::fixtures::*;
 use crate::cache::Cache;
-use crate::provider::ReadModel;
 
 fn at(mut d: Deployment, rv: u64) -> Deployment {
     d.metadata.resource_version = Some(rv.to_string());

@@ -4,8 +4,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
 use super::fixtures::*;
-use crate::cache::{Gateway, HttpRoute};
-use crate::provider::ReadModel;
+use crate::cache::{Gateway, HttpRoute, ReadError};
 
 fn rich_pod() -> Pod {
     obj(json!({
@@ -167,7 +166,7 @@ fn gateway_api_objects_are_served_trimmed_with_status() {
     let gws = cache.gateways("default").expect("gateways");
     assert_eq!(gws.len(), 1);
     assert!(gws[0].get().contains("\"kind\":\"Gateway\""));
-    assert!(matches!(cache.httproute("default", "nope"), Err(crate::provider::ProviderError::NotFound(_))));
+    assert!(matches!(cache.httproute("default", "nope"), Err(ReadError::NotFound(_))));
 }
 
 #[test]

@@ -5,11 +5,11 @@ use kube::runtime::watcher::Event;
 use serde_json::json;
 
 use super::fixtures::*;
+use crate::cache::ReadError;
 use crate::cache::{Cache, kinds};
-use crate::provider::{ProviderError, ReadModel};
 
-fn not_ready(r: Result<impl Sized, ProviderError>) -> bool {
-    matches!(r, Err(ProviderError::NotReady { provider: "k8s", retry_after_secs: 1..=5 }))
+fn not_ready(r: Result<impl Sized, ReadError>) -> bool {
+    matches!(r, Err(ReadError::NotReady { provider: "k8s", retry_after_secs: 1..=5 }))
 }
 
 #[test]
@@ -42,17 +42,17 @@ fn unknown_namespaces_are_not_watched_when_watching_all() {
     assert!(cache.controllers("empty").expect("empty").is_empty());
     assert!(matches!(
         cache.machines("nope", &[]),
-        Err(ProviderError::ScopeNotWatched { scope_kind: "namespace", .. })
+        Err(ReadError::ScopeNotWatched { scope_kind: "namespace", .. })
     ));
     cache.watcher_event(Event::Delete(namespace("empty")));
-    assert!(matches!(cache.machines("empty", &[]), Err(ProviderError::ScopeNotWatched { .. })));
+    assert!(matches!(cache.machines("empty", &[]), Err(ReadError::ScopeNotWatched { .. })));
 }
 
 #[test]
 fn configured_namespaces_gate_scopes_and_readiness_per_namespace() {
     let cache = Cache::new_k8s(vec!["a".into(), "b".into()]);
     // Out-of-list scopes are refused even before sync.
-    assert!(matches!(cache.machines("c", &[]), Err(ProviderError::ScopeNotWatched { .. })));
+    assert!(matches!(cache.machines("c", &[]), Err(ReadError::ScopeNotWatched { .. })));
     for kind in kinds::ALL.iter().filter(|k| **k != kinds::NAMESPACES && **k != kinds::PODS) {
         init_done_empty(&cache, kind);
     }
@@ -71,5 +71,5 @@ fn configured_namespaces_gate_scopes_and_readiness_per_namespace() {
     assert!(machine_ids(&cache, "a", &[]).is_empty());
     assert_eq!(machine_ids(&cache, "b", &[]), ["pb"]);
     // No namespace watcher: an empty configured namespace is served as empty.
-    assert!(matches!(cache.machines("c", &[]), Err(ProviderError::ScopeNotWatched { .. })));
+    assert!(matches!(cache.machines("c", &[]), Err(ReadError::ScopeNotWatched { .. })));
 }

@@ -6,7 +6,6 @@
 
 mod budget;
 mod client;
-pub mod emulator;
 mod error;
 pub mod map;
 mod poll;
@@ -26,16 +25,13 @@ pub use self::error::EcsError;
 use self::poll::KnownTask;
 pub use self::poll::Snapshot;
 pub use self::write::MAX_TAGS;
-use crate::cache::Cache;
 use crate::cache::model::ControllerKind;
-use crate::config::EcsArgs;
+use crate::cache::{Cache, ReadError};
+use crate::provider::scale::{Resolved, Scaled, Scaler, Source, TargetKey, TargetProvider, WriteQueue};
 use crate::provider::{
     Capabilities, ControllerTarget, Fragment, Health, ManifestKind, Provider, ProviderError, ReadModel,
     Result, Writes,
 };
-use crate::reconcile::crd::TargetProvider;
-use crate::reconcile::queue::{Scaled, TargetKey};
-use crate::reconcile::run::{Reconciler, Resolved, Scaler, Source, scaled_fragment};
 
 /// Everything the ECS provider needs, resolved from flags and environment once, at start.
 #[derive(Clone, Debug)]
@@ -60,7 +56,8 @@ pub enum EcsConfigError {
     Client(#[from] client::ClientError),
 }
 
-fn parse_clusters(value: &str) -> std::result::Result<Vec<String>, EcsConfigError> {
+/// A comma list of ECS cluster names: validated, deduplicated, in order; blanks are skipped.
+pub fn parse_clusters(value: &str) -> std::result::Result<Vec<String>, EcsConfigError> {
     let mut clusters: Vec<String> = Vec::new();
     for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let valid =
@@ -76,33 +73,22 @@ fn parse_clusters(value: &str) -> std::result::Result<Vec<String>, EcsConfigErro
 }
 
 impl EcsSettings {
-    /// From the operator flags. `PLT_ECS_CLUSTER` (singular, the original machinist's name) is accepted
-    /// when `PLT_ECS_CLUSTERS` is empty; the region falls back to `AWS_REGION` / `AWS_DEFAULT_REGION`.
-    pub fn from_args(args: &EcsArgs) -> std::result::Result<EcsSettings, EcsConfigError> {
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let mut clusters = parse_clusters(&args.clusters)?;
-        if clusters.is_empty()
-            && let Some(single) = env("PLT_ECS_CLUSTER")
-        {
-            clusters = parse_clusters(&single)?;
-        }
+    /// Settings for `clusters` (at least one) in `region` (required), at the default read budget.
+    pub fn new(
+        region: Option<String>,
+        clusters: Vec<String>,
+        poll_interval: Duration,
+    ) -> std::result::Result<EcsSettings, EcsConfigError> {
         if clusters.is_empty() {
             return Err(EcsConfigError::NoClusters);
         }
-        let region = args
-            .region
-            .clone()
-            .filter(|r| !r.trim().is_empty())
-            .or_else(|| env("AWS_REGION"))
-            .or_else(|| env("AWS_DEFAULT_REGION"))
-            .ok_or(EcsConfigError::NoRegion)?;
-        Ok(EcsSettings {
-            client: ClientOptions::new(region),
-            clusters,
-            poll_interval: args.poll_interval,
-            read_rate: 5.0,
-            read_burst: 65,
-        })
+        let region = region.ok_or(EcsConfigError::NoRegion)?;
+        Ok(EcsSettings::with_client(ClientOptions::new(region), clusters, poll_interval))
+    }
+
+    /// Settings with explicit client options (the emulator: its endpoint and dummy credentials).
+    pub fn with_client(client: ClientOptions, clusters: Vec<String>, poll_interval: Duration) -> EcsSettings {
+        EcsSettings { client, clusters, poll_interval, read_rate: 5.0, read_burst: 65 }
     }
 }
 
@@ -142,8 +128,8 @@ impl Inner {
 pub struct EcsProvider {
     inner: Arc<Inner>,
     pollers: Vec<tokio::task::JoinHandle<()>>,
-    /// REST scales go through this reconciler (with the REST write deadline) once attached.
-    reconciler: OnceLock<(Arc<Reconciler>, Duration)>,
+    /// REST scales go through the reconciler's queue (with the REST write deadline) once attached.
+    queue: OnceLock<(Arc<dyn WriteQueue>, Duration)>,
 }
 
 /// The reconciler's handle on ECS: observe from the cache, scale with UpdateService + targeted refresh.
@@ -155,8 +141,8 @@ impl Scaler for EcsScaler {
     fn observe(&self, scope: &str, name: &str, kind: Option<ControllerKind>) -> Result<Option<Resolved>> {
         match self.inner.cache.resolve_controller(scope, name, kind) {
             Ok(resolved) => Ok(Some(resolved)),
-            Err(ProviderError::NotFound(_)) => Ok(None),
-            Err(e) => Err(e),
+            Err(ReadError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -210,7 +196,7 @@ impl EcsProvider {
             known: Mutex::default(),
             errors: Mutex::default(),
         };
-        Ok(EcsProvider { inner: Arc::new(inner), pollers: Vec::new(), reconciler: OnceLock::new() })
+        Ok(EcsProvider { inner: Arc::new(inner), pollers: Vec::new(), queue: OnceLock::new() })
     }
 
     /// The scaler to register as `Scalers.ecs` of the reconciler.
@@ -218,10 +204,11 @@ impl EcsProvider {
         Arc::new(EcsScaler { inner: self.inner.clone() })
     }
 
-    /// Send REST scales through `reconciler` (which must hold this provider's [`EcsProvider::scaler`]),
-    /// answering 504 after `write_timeout`. Without it, REST scales call UpdateService directly.
-    pub fn attach_reconciler(&self, reconciler: Arc<Reconciler>, write_timeout: Duration) {
-        let _ = self.reconciler.set((reconciler, write_timeout));
+    /// Send REST scales through `queue` (the reconciler, which must hold this provider's
+    /// [`EcsProvider::scaler`]), answering 504 after `write_timeout`. Without it, REST scales call
+    /// UpdateService directly.
+    pub fn attach_queue(&self, queue: Arc<dyn WriteQueue>, write_timeout: Duration) {
+        let _ = self.queue.set((queue, write_timeout));
     }
 
     pub fn cache(&self) -> &Arc<Cache> {
@@ -287,20 +274,20 @@ fn not_supported(what: &str) -> ProviderError {
 impl Writes for EcsProvider {
     fn scale(&self, target: ControllerTarget, replicas: i32) -> BoxFuture<'_, Result<Fragment>> {
         async move {
-            if let Some((reconciler, timeout)) = self.reconciler.get() {
+            if let Some((queue, timeout)) = self.queue.get() {
                 let key = TargetKey {
                     provider: TargetProvider::Ecs,
                     scope: target.scope,
                     kind: target.kind,
                     name: target.name,
                 };
-                let scaled = reconciler.scale_within(Source::Rest, *timeout, &key, replicas).await?;
-                return scaled_fragment(&scaled);
+                let scaled = queue.submit(Source::Rest, *timeout, &key, replicas).await?;
+                return scaled.fragment();
             }
             let result = self.inner.scale_service(&target.scope, &target.name, replicas).await;
             write::record("scale", &result);
             result?;
-            self.inner.cache.controller(&target.scope, &target.name, None)
+            Ok(self.inner.cache.controller(&target.scope, &target.name, None)?)
         }
         .boxed()
     }
@@ -317,14 +304,14 @@ impl Writes for EcsProvider {
     ) -> BoxFuture<'_, Result<Fragment>> {
         async move {
             self.inner.patch_task_labels(&scope, &id, labels).await?;
-            self.inner.cache.machine(&scope, &id)
+            Ok(self.inner.cache.machine(&scope, &id)?)
         }
         .boxed()
     }
 
     fn delete_service(&self, scope: String, _name: String) -> BoxFuture<'_, Result<bool>> {
         // An ECS service's ports are not a separate object: nothing to delete (API.md: a 200 no-op).
-        async move { self.inner.cache.services(&scope, &[]).map(|_| false) }.boxed()
+        async move { Ok(self.inner.cache.services(&scope, &[]).map(|_| false)?) }.boxed()
     }
 
     fn apply(
@@ -351,19 +338,5 @@ mod tests {
         assert!(parse_clusters("").unwrap().is_empty());
         assert!(matches!(parse_clusters("bad name"), Err(EcsConfigError::BadCluster(_))));
         assert!(matches!(parse_clusters("x/y"), Err(EcsConfigError::BadCluster(_))));
-    }
-
-    #[test]
-    fn settings_need_clusters_and_region() {
-        let args = |clusters: &str, region: Option<&str>| EcsArgs {
-            region: region.map(String::from),
-            clusters: clusters.into(),
-            poll_interval: Duration::from_secs(5),
-        };
-        let s = EcsSettings::from_args(&args("prod,stage", Some("eu-west-1"))).unwrap();
-        assert_eq!(s.clusters, vec!["prod", "stage"]);
-        assert_eq!(s.client.region, "eu-west-1");
-        assert_eq!(s.poll_interval, Duration::from_secs(5));
-        assert!(EcsSettings::from_args(&args("bad name", Some("eu-west-1"))).is_err());
     }
 }

@@ -11,9 +11,7 @@ use aws_sdk_ecs::types::Tag;
 use super::Inner;
 use super::error::EcsError;
 use crate::metrics::metrics;
-use crate::provider::ReadModel;
 use crate::provider::{ProviderError, Result};
-use crate::reconcile::run::error_label;
 
 /// ECS allows at most 50 user tags per resource.
 pub const MAX_TAGS: usize = 50;
@@ -22,7 +20,7 @@ pub const MAX_TAGS: usize = 50;
 pub(crate) fn record<T>(op: &str, result: &Result<T>) {
     let label = match result {
         Ok(_) => "success",
-        Err(e) => error_label(e),
+        Err(e) => e.label(),
     };
     metrics().writes.with_label_values(&["ecs", op, label]).inc();
 }
@@ -167,7 +165,6 @@ impl Inner {
     }
 
     fn current_labels(&self, cluster: &str, id: &str) -> Result<BTreeMap<String, String>> {
-        use crate::provider::ReadModel;
         let frag = self.cache.machine(cluster, id)?;
         let machine: crate::cache::model::Machine = serde_json::from_str(frag.get())
             .map_err(|e| ProviderError::Upstream(format!("cached task {id} is unreadable: {e}")))?;

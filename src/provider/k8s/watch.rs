@@ -340,7 +340,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::provider::ReadModel;
 
     fn guard(v: serde_json::Value) -> DeserializeGuard<Pod> {
         serde_json::from_value(v).expect("a guard always decodes when metadata does")

@@ -24,13 +24,12 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::cache::model::ControllerKind;
-use crate::cache::{Cache, HttpRoute, K8sObject, ResolvedController};
+use crate::cache::{Cache, HttpRoute, K8sObject, ReadError, ResolvedController};
 use crate::metrics::metrics;
-use crate::provider::{self, ControllerTarget, Fragment, ManifestKind, ProviderError, ReadModel, Writes};
-use crate::reconcile::crd::TargetProvider;
-use crate::reconcile::plan::{backoff, needs_write};
-use crate::reconcile::queue::{Scaled, TargetKey};
-use crate::reconcile::run::{Reconciler, Scaler, Source, error_label, not_found, scaled_fragment};
+use crate::provider::scale::{
+    Scaled, Scaler, Source, TargetKey, TargetProvider, WriteQueue, backoff, needs_write, not_found,
+};
+use crate::provider::{self, ControllerTarget, Fragment, ManifestKind, ProviderError, Writes};
 
 mod errors;
 mod manifest;
@@ -220,8 +219,8 @@ impl Scaler for K8sScaler {
     ) -> provider::Result<Option<ResolvedController>> {
         match self.cache.resolve_controller(scope, name, kind) {
             Ok(resolved) => Ok(Some(resolved)),
-            Err(ProviderError::NotFound(_)) => Ok(None),
-            Err(e) => Err(e),
+            Err(ReadError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -258,25 +257,26 @@ impl Scaler for K8sScaler {
 pub struct K8sWrites {
     client: Client,
     cache: Arc<Cache>,
-    reconciler: Arc<Reconciler>,
+    queue: Arc<dyn WriteQueue>,
     write_timeout: Duration,
 }
 
 impl K8sWrites {
-    /// `client` must have kube's default retry off (see the module docs).
+    /// `client` must have kube's default retry off (see the module docs). Scales go through `queue` (the
+    /// reconciler), answering `Timeout` after `write_timeout`.
     pub fn new(
         client: Client,
         cache: Arc<Cache>,
-        reconciler: Arc<Reconciler>,
+        queue: Arc<dyn WriteQueue>,
         write_timeout: Duration,
     ) -> K8sWrites {
-        K8sWrites { client, cache, reconciler, write_timeout }
+        K8sWrites { client, cache, queue, write_timeout }
     }
 
     fn record<T>(&self, op: &str, result: &provider::Result<T>) {
         let label = match result {
             Ok(_) => "success",
-            Err(e) => error_label(e),
+            Err(e) => e.label(),
         };
         metrics().writes.with_label_values(&["k8s", op, label]).inc();
     }
@@ -324,7 +324,7 @@ impl K8sWrites {
             .await
             .map_err(|e| map_kube_error(e, &what))?;
         self.cache.apply(&pod);
-        self.cache.machine(&ns, &id)
+        Ok(self.cache.machine(&ns, &id)?)
     }
 
     async fn delete_service_inner(&self, ns: String, name: String) -> provider::Result<bool> {
@@ -401,9 +401,8 @@ impl Writes for K8sWrites {
                 kind: target.kind,
                 name: target.name,
             };
-            let scaled =
-                self.reconciler.scale_within(Source::Rest, self.write_timeout, &key, replicas).await?;
-            scaled_fragment(&scaled)
+            let scaled = self.queue.submit(Source::Rest, self.write_timeout, &key, replicas).await?;
+            scaled.fragment()
         }
         .boxed()
     }

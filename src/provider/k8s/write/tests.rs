@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::cache::kinds;
+use crate::reconcile::run::{Reconciler, Scalers};
 
 #[derive(Clone, Debug)]
 struct Seen {
@@ -216,7 +217,7 @@ async fn a_missing_target_is_not_found_without_any_request() {
 
 fn writes(b: &Bed) -> K8sWrites {
     let scaler = Arc::new(K8sScaler::new(b.client.clone(), Arc::clone(&b.cache), fast()));
-    let reconciler = Reconciler::new(crate::reconcile::run::Scalers { k8s: Some(scaler), ecs: None });
+    let reconciler = Reconciler::new(Scalers { k8s: Some(scaler), ecs: None });
     K8sWrites::new(b.client.clone(), Arc::clone(&b.cache), reconciler, Duration::from_secs(10))
 }
 

@@ -2,18 +2,27 @@
 //! process on 127.0.0.1: venv setup, start, readiness, restart, injected faults, and demo data for
 //! `machinist sandbox --ecs`.
 //!
-//! For tests and the sandbox only: the operator never starts it. It may hand out a raw SDK client
-//! ([`admin_client`]) to seed data, which is the one place an SDK type leaves provider/ecs.
+//! For tests and the sandbox only: the operator never starts it, and nothing here is the operator's (the
+//! SDK client that seeds data, [`admin_client`], is configured here, not borrowed from `provider/ecs`).
+//! Point the operator at [`Emulator::endpoint`] with dummy credentials and region `us-east-1`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use aws_sdk_ecs::config::interceptors::BeforeTransmitInterceptorContextMut;
+use aws_sdk_ecs::config::retry::RetryConfig;
+use aws_sdk_ecs::config::timeout::TimeoutConfig;
+use aws_sdk_ecs::config::{
+    BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
+    StalledStreamProtectionConfig,
+};
 use aws_sdk_ecs::types::{ContainerDefinition, LoadBalancer, PropagateTags, ServiceRegistry, Tag};
+use aws_smithy_http_client::tls;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::EcsSettings;
-use super::client::{ClientOptions, EcsApi};
+/// The region the emulator answers for, whatever the client asks.
+pub const REGION: &str = "us-east-1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmulatorError {
@@ -175,23 +184,6 @@ impl Emulator {
         self.port
     }
 
-    /// Client options for one account of this emulator (accounts isolate parallel tests).
-    pub fn client_options(&self, account: Option<&str>) -> ClientOptions {
-        ClientOptions::emulator(&self.endpoint(), account)
-    }
-
-    /// Provider settings for `clusters` of one account of this emulator (`None`: moto's default account,
-    /// where [`start_demo`] puts the demo data).
-    pub fn settings(&self, account: Option<&str>, clusters: &[&str], poll_interval: Duration) -> EcsSettings {
-        EcsSettings {
-            client: self.client_options(account),
-            clusters: clusters.iter().map(|c| c.to_string()).collect(),
-            poll_interval,
-            read_rate: 5.0,
-            read_burst: 65,
-        }
-    }
-
     /// Kill the process (all state is lost).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -245,9 +237,54 @@ impl Drop for Emulator {
     }
 }
 
-/// A raw SDK client for seeding the emulator (tests, demo data).
-pub async fn admin_client(opts: &ClientOptions) -> Result<aws_sdk_ecs::Client, EmulatorError> {
-    EcsApi::connect(opts).await.map(|api| api.client).map_err(|e| EmulatorError::Seed(e.to_string()))
+/// A raw SDK client for seeding the emulator at `endpoint` (tests, demo data): dummy credentials, no
+/// retries, and `account` (moto's default when `None`) sent as `x-moto-account-id`.
+pub async fn admin_client(
+    endpoint: &str,
+    account: Option<&str>,
+) -> Result<aws_sdk_ecs::Client, EmulatorError> {
+    // ring instead of aws-lc: no aws-lc-sys build.
+    let http_client = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+        .build_https();
+    let mut config = aws_sdk_ecs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "ecs-emulator"))
+        .http_client(http_client)
+        .retry_config(RetryConfig::disabled())
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_timeout(Duration::from_secs(10))
+                .build(),
+        );
+    if let Some(account) = account {
+        config = config.interceptor(Account(account.to_string()));
+    }
+    Ok(aws_sdk_ecs::Client::from_conf(config.build()))
+}
+
+/// Sends `x-moto-account-id`: the emulator keeps one state per account.
+#[derive(Debug)]
+struct Account(String);
+
+impl Intercept for Account {
+    fn name(&self) -> &'static str {
+        "ecs-emulator-account"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), aws_sdk_ecs::error::BoxError> {
+        context.request_mut().headers_mut().try_insert("x-moto-account-id", self.0.clone())?;
+        Ok(())
+    }
 }
 
 fn seed_err(e: impl std::fmt::Display) -> EmulatorError {
@@ -345,11 +382,11 @@ pub async fn seed_demo(ecs: &aws_sdk_ecs::Client) -> Result<(), EmulatorError> {
     Ok(())
 }
 
-/// Start the emulator with the demo data, for `machinist sandbox --ecs`. Then
-/// `EcsProvider::start(emulator.settings(None, &["demo"], interval))` serves it.
+/// Start the emulator with the demo data (cluster `demo` of moto's default account), for
+/// `machinist sandbox --ecs`.
 pub async fn start_demo() -> Result<Emulator, EmulatorError> {
     let emu = Emulator::start().await?;
-    let ecs = admin_client(&emu.client_options(None)).await?;
+    let ecs = admin_client(&emu.endpoint(), None).await?;
     seed_demo(&ecs).await?;
     Ok(emu)
 }
