@@ -245,6 +245,7 @@ async fn reconcile(sr: Arc<ScaleRequest>, ctx: Arc<Context>) -> Result<Requeue, 
                 &target_key,
                 sr.spec.replicas,
                 ctx.fence(),
+                format!("ScaleRequest {ns}/{name}"),
             );
             // The autoscaler check only feeds the status: it runs alongside the write, not before it.
             let (hpa, result) = tokio::join!(autoscaler, write);
@@ -272,6 +273,18 @@ async fn reconcile(sr: Arc<ScaleRequest>, ctx: Arc<Context>) -> Result<Requeue, 
                 );
             }
             match result {
+                // A newer count for the target replaced this one while it waited: not applied, and the
+                // winner's count is not reported as this request's.
+                Ok(scaled) if scaled.applied != sr.spec.replicas => {
+                    ctx.forget(&key);
+                    let t = Transition::Beaten {
+                        requested: sr.spec.replicas,
+                        won: scaled.applied,
+                        by: scaled.by.unwrap_or_else(|| "another write".to_string()),
+                    };
+                    update(&sr, &ctx, &status, generation, &t).await?;
+                    Ok(after_finish(&sr))
+                }
                 Ok(scaled) => {
                     ctx.reset_retries(&key);
                     let previous = ctx.previous_for(&key, generation, scaled.previous);

@@ -39,6 +39,8 @@ pub type Fence = Option<tokio::sync::watch::Receiver<bool>>;
 
 struct Pending {
     replicas: i32,
+    /// Who asked for `replicas` (the newest submitter), reported with the outcome (`Scaled::by`).
+    by: String,
     waiters: Vec<oneshot::Sender<Outcome>>,
     fences: Vec<Fence>,
 }
@@ -85,15 +87,17 @@ impl ScaleQueue {
     /// Ask for `replicas` on `key`; the receiver yields the outcome of the write that settled it. Dropping
     /// the receiver does not cancel the write (repeating a timed-out request is safe and cheap).
     pub fn submit(self: &Arc<Self>, key: TargetKey, replicas: i32) -> oneshot::Receiver<Outcome> {
-        self.submit_fenced(key, replicas, None)
+        self.submit_as(key, replicas, None, "a write".to_string())
     }
 
-    /// [`ScaleQueue::submit`] for a caller that wants the write only while `fence` holds.
-    pub fn submit_fenced(
+    /// [`ScaleQueue::submit`] by `by` (named in the outcome when its count settles other callers), for a
+    /// caller that wants the write only while `fence` holds.
+    pub fn submit_as(
         self: &Arc<Self>,
         key: TargetKey,
         replicas: i32,
         fence: Fence,
+        by: String,
     ) -> oneshot::Receiver<Outcome> {
         let (tx, rx) = oneshot::channel();
         let start = {
@@ -102,16 +106,18 @@ impl ScaleQueue {
                 Entry::Occupied(mut slot) => {
                     let pending = slot.get_mut().next.get_or_insert(Pending {
                         replicas,
+                        by: String::new(),
                         waiters: Vec::new(),
                         fences: Vec::new(),
                     });
                     pending.replicas = replicas;
+                    pending.by = by;
                     pending.waiters.push(tx);
                     pending.fences.push(fence);
                     false
                 }
                 Entry::Vacant(slot) => {
-                    let pending = Pending { replicas, waiters: vec![tx], fences: vec![fence] };
+                    let pending = Pending { replicas, by, waiters: vec![tx], fences: vec![fence] };
                     slot.insert(Slot { next: Some(pending) });
                     true
                 }
@@ -166,6 +172,7 @@ impl ScaleQueue {
                 // Dropping the execution cancels its in-flight calls: a deposed leader's write stops here.
                 () = pending.unwanted() => Err(not_leading(&key)),
             };
+            let outcome = outcome.map(|scaled| Scaled { by: Some(pending.by.clone()), ..scaled });
             for waiter in pending.waiters {
                 // A waiter that gave up (timeout) no longer listens; the write still happened.
                 let _ = waiter.send(outcome.clone());
@@ -253,6 +260,7 @@ mod tests {
                     previous: 1,
                     applied: replicas,
                     controller: None,
+                    by: None,
                 })
             }
             .boxed()
@@ -263,13 +271,15 @@ mod tests {
     async fn latest_wins_and_superseded_waiters_get_the_newer_outcome() {
         let rec = Arc::new(Recorder::default());
         let queue = ScaleQueue::new(recording(Arc::clone(&rec), None));
-        let first = queue.submit(key("web"), 3);
+        let first = queue.submit_as(key("web"), 3, None, "first".into());
         tokio::task::yield_now().await;
-        let second = queue.submit(key("web"), 4);
-        let third = queue.submit(key("web"), 5);
+        let second = queue.submit_as(key("web"), 4, None, "second".into());
+        let third = queue.submit_as(key("web"), 5, None, "third".into());
         assert_eq!(queue.depth(), 1);
-        assert_eq!(first.await.unwrap().unwrap().applied, 3);
-        assert_eq!(second.await.unwrap().unwrap().applied, 5);
+        let first = first.await.unwrap().unwrap();
+        assert_eq!((first.applied, first.by.as_deref()), (3, Some("first")));
+        let second = second.await.unwrap().unwrap();
+        assert_eq!((second.applied, second.by.as_deref()), (5, Some("third")), "names the write that won");
         assert_eq!(third.await.unwrap().unwrap().applied, 5);
         assert_eq!(*rec.calls.lock().unwrap(), vec![("web".to_string(), 3), ("web".to_string(), 5)]);
         tokio::task::yield_now().await;
@@ -330,9 +340,9 @@ mod tests {
         let rec = Arc::new(Recorder::default());
         let queue = ScaleQueue::new(recording(Arc::clone(&rec), None));
         let (leading, fence) = tokio::sync::watch::channel(true);
-        let running = queue.submit_fenced(key("web"), 2, Some(fence.clone()));
+        let running = queue.submit_as(key("web"), 2, Some(fence.clone()), "sr".into());
         tokio::task::yield_now().await;
-        let waiting = queue.submit_fenced(key("web"), 3, Some(fence.clone()));
+        let waiting = queue.submit_as(key("web"), 3, Some(fence.clone()), "sr".into());
         // Leadership lost 50 ms into the 100 ms write: it is dropped, and the waiting count never starts.
         tokio::time::sleep(Duration::from_millis(50)).await;
         leading.send_replace(false);
@@ -341,7 +351,7 @@ mod tests {
         assert_eq!(rec.running.load(Ordering::SeqCst), 1, "the running write was dropped, never finished");
         assert_eq!(*rec.calls.lock().unwrap(), vec![("web".to_string(), 2)], "3 was never started");
         // A REST caller joining a fenced count keeps it alive.
-        let fenced = queue.submit_fenced(key("api"), 4, Some(fence));
+        let fenced = queue.submit_as(key("api"), 4, Some(fence), "sr".into());
         let rest = queue.submit(key("api"), 4);
         assert_eq!(rest.await.unwrap().unwrap().applied, 4);
         assert_eq!(fenced.await.unwrap().unwrap().applied, 4);
@@ -360,6 +370,7 @@ mod tests {
                     previous: 0,
                     applied: replicas,
                     controller: None,
+                    by: None,
                 })
             }
             .boxed()

@@ -108,14 +108,15 @@ impl Reconciler {
     /// use [`Reconciler::scale_within`].
     pub async fn scale(&self, source: Source, target: &TargetKey, replicas: i32) -> provider::Result<Scaled> {
         let started = Instant::now();
-        let result = self.scale_inner(target, replicas, None).await;
+        let result = self.scale_inner(target, replicas, None, by_default(source)).await;
         record(source, started, &result);
         result
     }
 
     /// [`Reconciler::scale`] with a deadline: past it, `Timeout` (504) with a Retry-After; the write may go
-    /// on (up to the execution deadline) and repeating the request is safe. A write that spent its conflict budget is submitted again while
-    /// the deadline allows: a caller never sees a 409 for "set replicas to N" (clients do not retry 409).
+    /// on (up to the execution deadline) and repeating the request is safe. A write that spent its conflict
+    /// budget is submitted again while the deadline allows: a caller never sees a 409 for "set replicas to
+    /// N" (clients do not retry 409).
     pub async fn scale_within(
         &self,
         source: Source,
@@ -123,11 +124,12 @@ impl Reconciler {
         target: &TargetKey,
         replicas: i32,
     ) -> provider::Result<Scaled> {
-        self.scale_within_fenced(source, deadline, target, replicas, None).await
+        self.scale_within_fenced(source, deadline, target, replicas, None, by_default(source)).await
     }
 
-    /// [`Reconciler::scale_within`] for a caller that wants the write only while `fence` holds (see
-    /// `queue`): a ScaleRequest reconcile passes this replica's leadership.
+    /// [`Reconciler::scale_within`] by `by` (named to the callers its count supersedes), for a caller that
+    /// wants the write only while `fence` holds (see `queue`): a ScaleRequest reconcile passes this replica's
+    /// leadership and its own name.
     pub async fn scale_within_fenced(
         &self,
         source: Source,
@@ -135,11 +137,12 @@ impl Reconciler {
         target: &TargetKey,
         replicas: i32,
         fence: Fence,
+        by: String,
     ) -> provider::Result<Scaled> {
         let started = Instant::now();
         let until_settled = async {
             loop {
-                match self.scale_inner(target, replicas, fence.clone()).await {
+                match self.scale_inner(target, replicas, fence.clone(), by.clone()).await {
                     Err(ProviderError::Conflict(_)) => {
                         tokio::time::sleep(Duration::from_millis(100 + fastrand::u64(..200))).await;
                     }
@@ -164,7 +167,13 @@ impl Reconciler {
         result
     }
 
-    async fn scale_inner(&self, target: &TargetKey, replicas: i32, fence: Fence) -> provider::Result<Scaled> {
+    async fn scale_inner(
+        &self,
+        target: &TargetKey,
+        replicas: i32,
+        fence: Fence,
+        by: String,
+    ) -> provider::Result<Scaled> {
         if replicas < 0 {
             return Err(ProviderError::invalid("replicas", "must be an integer >= 0"));
         }
@@ -174,7 +183,7 @@ impl Reconciler {
             .observe(*provider, scope, name, *kind)?
             .ok_or_else(|| not_found(*provider, scope, name, *kind))?;
         let key = TargetKey { kind: Some(resolved.kind), ..target.clone() };
-        let outcome: Outcome = self.queue.submit_fenced(key, replicas, fence).await.map_err(|_| {
+        let outcome: Outcome = self.queue.submit_as(key, replicas, fence, by).await.map_err(|_| {
             ProviderError::Upstream("the write queue stopped before the write finished".to_string())
         })?;
         outcome.map_err(|e| to_error(&e))
@@ -196,6 +205,14 @@ impl WriteQueue for Reconciler {
         replicas: i32,
     ) -> BoxFuture<'a, provider::Result<Scaled>> {
         self.scale_within(source, deadline, target, replicas).boxed()
+    }
+}
+
+/// How a caller is named when it names itself no better.
+fn by_default(source: Source) -> String {
+    match source {
+        Source::Rest => "a REST write".to_string(),
+        Source::Crd => "a ScaleRequest".to_string(),
     }
 }
 
@@ -266,6 +283,7 @@ mod tests {
                     previous,
                     applied: replicas,
                     controller: None,
+                    by: None,
                 })
             }
             .boxed()

@@ -156,7 +156,7 @@ impl Scaler for EcsScaler {
         async move {
             let (previous, applied) = self.inner.scale_service(&scope, &name, replicas).await?;
             let controller = self.inner.cache.controller(&scope, &name, None).ok();
-            Ok(Scaled { kind: ControllerKind::Service, name, previous, applied, controller })
+            Ok(Scaled { kind: ControllerKind::Service, name, previous, applied, controller, by: None })
         }
         .boxed()
     }

@@ -206,7 +206,7 @@ impl K8sScaler {
         let object = api.get(name).await.map_err(|e| map_kube_error(e, &what))?;
         self.cache.apply(&object);
         let controller = self.cache.controller(ns, name, Some(kind)).ok();
-        Ok(Scaled { kind, name: name.to_string(), previous, applied: replicas, controller })
+        Ok(Scaled { kind, name: name.to_string(), previous, applied: replicas, controller, by: None })
     }
 }
 
