@@ -240,6 +240,7 @@ const CAPABILITIES: Capabilities = Capabilities {
     apply: false,
     gateways: false,
     httproutes: false,
+    scale_requests: false,
 };
 
 impl Provider for EcsProvider {
