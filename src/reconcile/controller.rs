@@ -16,6 +16,7 @@ use jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
 
@@ -132,7 +133,24 @@ impl Context {
     fn reset_retries(&self, key: &str) {
         self.retries.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
+
+    /// Forget the per-request state (retries, previous counts) of every request `exists` denies: a request
+    /// deleted while it failed is never reconciled again, so nothing else would clear it.
+    fn prune(&self, exists: impl Fn(&str) -> bool) {
+        self.retries.lock().unwrap_or_else(|p| p.into_inner()).retain(|key, _| exists(key));
+        self.previous.lock().unwrap_or_else(|p| p.into_inner()).retain(|key, _| exists(key));
+    }
+
+    /// Requests with per-request state held (retries or a remembered previous count).
+    pub fn tracked_requests(&self) -> usize {
+        let retries = self.retries.lock().unwrap_or_else(|p| p.into_inner());
+        let previous = self.previous.lock().unwrap_or_else(|p| p.into_inner());
+        retries.keys().chain(previous.keys()).collect::<std::collections::HashSet<_>>().len()
+    }
 }
+
+/// How often the per-request state of deleted requests is pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(5);
 
 /// Aborts the task when dropped: a stopped controller (lost lease, shutdown) cancels its reconciles as it
 /// did when they ran inline.
@@ -464,16 +482,40 @@ pub async fn run(
     let runs = apis.into_iter().map(|api| {
         let stop = stop.clone();
         let ctx = Arc::clone(&ctx);
+        let namespace = api.namespace().map(String::from);
         async move {
-            Controller::new(api, crate::provider::k8s::watch::watch_config())
+            let controller = Controller::new(api, crate::provider::k8s::watch::watch_config());
+            let store = controller.store();
+            let prune = {
+                let ctx = Arc::clone(&ctx);
+                async move {
+                    if store.wait_until_ready().await.is_err() {
+                        // The controller is gone; `run` ends with it.
+                        return futures::future::pending().await;
+                    }
+                    loop {
+                        tokio::time::sleep(PRUNE_EVERY).await;
+                        ctx.prune(|key| {
+                            let Some((ns, name)) = key.split_once('/') else { return false };
+                            // Another runner's namespace: not this store's to judge.
+                            namespace.as_deref().is_some_and(|mine| mine != ns)
+                                || store.get(&ObjectRef::new(name).within(ns)).is_some()
+                        });
+                    }
+                }
+            };
+            let run = controller
                 .graceful_shutdown_on(stop)
                 .run(reconcile_spawned, error_policy, ctx)
                 .for_each(|result| async move {
                     if let Err(error) = result {
                         tracing::debug!(%error, "scalerequest controller event");
                     }
-                })
-                .await;
+                });
+            tokio::select! {
+                () = run => {}
+                () = prune => {}
+            }
         }
     });
     futures::future::join_all(runs).await;

@@ -294,3 +294,28 @@ async fn a_request_beaten_by_a_newer_rest_write_ends_superseded_naming_the_winne
     assert!(applied.message.contains("a REST write set 7 replicas"), "{}", applied.message);
     assert_eq!(b.replicas("web").await, 7);
 }
+
+/// Finding 7 of issue 12: a request deleted while it was failing (and being retried with backoff) leaves no
+/// per-request state behind.
+#[tokio::test]
+async fn the_retry_state_of_a_request_deleted_mid_failure_is_pruned() {
+    let b = bed().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(b.client.clone());
+    match crds.create(&PostParams::default(), &ScaleRequest::crd()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => panic!("install the CRD: {e}"),
+    }
+    let stop = Stop(tokio::sync::watch::channel(false).0);
+    let ctx = Context::new(b.client.clone(), b.reconciler.clone(), "test");
+    tokio::spawn(controller::run(ctx.clone(), vec![b.ns.clone()], stop.signal()));
+    let srs: Api<ScaleRequest> = Api::namespaced(b.client.clone(), &b.ns);
+    srs.create(&PostParams::default(), &request("orphan", "does-not-exist", 3)).await.expect("create sr");
+    eventually("the request fails and is retried", Duration::from_secs(15), async || {
+        ctx.tracked_requests() == 1
+    })
+    .await;
+    srs.delete("orphan", &Default::default()).await.expect("delete sr");
+    eventually("its retry state is pruned", Duration::from_secs(20), async || ctx.tracked_requests() == 0)
+        .await;
+}
