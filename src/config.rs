@@ -261,6 +261,11 @@ pub struct EcsArgs {
     #[arg(long = "ecs-poll-interval", env = "PLT_ECS_POLL_INTERVAL_SECS", default_value = "5", value_parser = parse_secs)]
     pub poll_interval: Duration,
 
+    /// Seconds a cluster may go without a successful refresh before /health/readiness fails; failed
+    /// refreshes short of that (throttling, a brief outage) are reported in /providers only.
+    #[arg(long = "ecs-stale-after", env = "PLT_ECS_STALE_SECS", default_value = "120", value_parser = parse_secs)]
+    pub stale_after: Duration,
+
     /// The original machinist's single cluster, used when `PLT_ECS_CLUSTERS` names none.
     #[arg(long = "ecs-cluster", env = "PLT_ECS_CLUSTER", hide = true)]
     pub cluster: Option<String>,
@@ -287,7 +292,9 @@ impl EcsArgs {
         }
         let region =
             set(&self.region).or_else(|| set(&self.aws_region)).or_else(|| set(&self.aws_default_region));
-        EcsSettings::new(region, clusters, self.poll_interval)
+        let mut settings = EcsSettings::new(region, clusters, self.poll_interval)?;
+        settings.stale_after = self.stale_after;
+        Ok(settings)
     }
 }
 
@@ -418,6 +425,7 @@ mod tests {
             region: region.map(String::from),
             clusters: clusters.into(),
             poll_interval: Duration::from_secs(5),
+            stale_after: Duration::from_secs(120),
             cluster: None,
             aws_region: None,
             aws_default_region: None,

@@ -195,6 +195,7 @@ impl Cache {
         services: Vec<Service>,
     ) {
         let mut inner = self.write();
+        inner.missing.remove(scope);
         let store = &mut inner.store;
         store.scopes.remove(scope);
         for c in controllers {

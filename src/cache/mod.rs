@@ -74,6 +74,8 @@ struct Inner {
     namespaces_known: bool,
     /// machinist's own writes, protected from late watch events (`pins`).
     pins: Pins,
+    /// Scopes the provider says do not exist (an ECS cluster that is not there), with what reads answer.
+    missing: HashMap<String, String>,
 }
 
 /// One provider's cache, shared as `Arc<Cache>`.
@@ -128,6 +130,7 @@ impl Cache {
                 relists: HashMap::new(),
                 namespaces_known,
                 pins: Pins::default(),
+                missing: HashMap::new(),
             }),
         }
     }
