@@ -10,7 +10,11 @@ use common::quick;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let (requests, pods, per_writer) = if quick() { (4, 2_000, 10) } else { (20, 10_000, 30) };
+    let (requests, pods, per_writer, burst, throttle) = if quick() {
+        (4, 2_000, 10, 40, std::time::Duration::from_secs(8))
+    } else {
+        (20, 10_000, 30, 200, std::time::Duration::from_secs(30))
+    };
     println!("chaos benchmark ({} mode)", if quick() { "quick" } else { "full" });
 
     let f = scenarios::hung_leader(requests).await;
@@ -44,5 +48,37 @@ async fn main() {
         f.scale_calls,
         f.final_replicas,
         f.allowed_final
+    );
+
+    let f = scenarios::sigkill_during_a_burst(burst).await;
+    println!(
+        "SIGKILL of the leader 300 ms into a burst of {} ScaleRequests ({} targets): last finished after {:?}, \
+         last Applied after {:?}; {} Succeeded, {} Superseded, {} other; most /scale writes to one target {} \
+         (requests per target {}); targets written twice for one request {}",
+        f.requests,
+        f.targets,
+        f.last_finished,
+        f.last_applied,
+        f.succeeded,
+        f.superseded,
+        f.other.len(),
+        f.max_writes_per_target.0,
+        f.max_writes_per_target.1,
+        f.targets_written_twice_for_one_request
+    );
+
+    let interval = std::time::Duration::from_secs(5);
+    let f = scenarios::ecs_throttling(throttle, interval).await;
+    println!(
+        "ECS throttled on every call for {:?} (interval {:?}): {} Kubernetes reads, {} failed; {} readiness \
+         checks, {} failed; {} throttled ListServices calls; ECS recovered {:?} after the fault ended",
+        f.throttled_for,
+        f.interval,
+        f.k8s_reads,
+        f.k8s_reads_failed,
+        f.readiness_checks,
+        f.readiness_failed,
+        f.throttled_calls,
+        f.ecs_recovered_after
     );
 }

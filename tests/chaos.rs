@@ -53,3 +53,27 @@ async fn scale_errors_under_three_writers_answer_200_or_retryable_and_the_last_a
         f.allowed_final
     );
 }
+
+/// The leader is SIGKILLed during a burst of ScaleRequests: every request ends Succeeded or Superseded, and
+/// no target is written more often than requests named it (from the sandbox's record of writes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkilled_leader_during_a_burst_loses_no_request_and_writes_none_twice() {
+    let f = scenarios::sigkill_during_a_burst(40).await;
+    println!("{f:?}");
+    assert!(f.other.is_empty(), "{f:?}");
+    assert_eq!(f.succeeded + f.superseded, 40, "{f:?}");
+    assert_eq!(f.targets_written_twice_for_one_request, 0, "{f:?}");
+}
+
+/// Every ECS call throttled: Kubernetes reads and readiness are unaffected, and ECS recovers within one
+/// interval (plus the refresh itself) of the fault ending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ecs_throttling_leaves_kubernetes_reads_and_readiness_alone_and_recovers_within_an_interval() {
+    let interval = Duration::from_secs(1);
+    let f = scenarios::ecs_throttling(Duration::from_secs(8), interval).await;
+    println!("{f:?}");
+    assert!(f.k8s_reads > 10 && f.readiness_checks > 10, "{f:?}");
+    assert_eq!(f.k8s_reads_failed, 0, "{f:?}");
+    assert_eq!(f.readiness_failed, 0, "{f:?}");
+    assert!(f.ecs_recovered_after <= interval + Duration::from_millis(1500), "{f:?}");
+}

@@ -454,3 +454,235 @@ pub async fn scale_errors_with_three_writers(per_writer: usize) -> ScaleErrors {
     stop.cancel();
     ScaleErrors { writes, final_replicas, allowed_final, scale_calls }
 }
+
+// ---- SIGKILL during a burst of ScaleRequests
+
+/// What the burst scenario measured.
+#[derive(Debug)]
+pub struct KilledBurst {
+    pub requests: usize,
+    pub targets: usize,
+    /// From the first request created to the last one finished (Succeeded or Superseded).
+    pub last_finished: Duration,
+    /// From the burst start to the last `Applied=True` condition (Superseded requests have none).
+    pub last_applied: Duration,
+    pub succeeded: usize,
+    pub superseded: usize,
+    /// Requests that ended in any other phase (or did not end).
+    pub other: Vec<String>,
+    /// The most `/scale` writes one target got, and how many requests named it.
+    pub max_writes_per_target: (u64, usize),
+    /// Targets written more often than requests named them.
+    pub targets_written_twice_for_one_request: usize,
+}
+
+/// Two replicas; a burst of `requests` ScaleRequests over `requests / 2` Deployments (two requests per
+/// target, with different counts); the leader is SIGKILLed 300 ms into the burst. Every request must end
+/// Succeeded or Superseded, and no target get more `/scale` writes than requests named it.
+pub async fn sigkill_during_a_burst(requests: usize) -> KilledBurst {
+    use machinist::reconcile::crd::Phase;
+
+    let sb = sandbox().await;
+    let kube = admin(&sb).await;
+    let ns = namespace(&sb);
+    install_crd(&sb);
+    let targets = (requests / 2).max(1);
+    for t in 0..targets {
+        sb.store.create(&Gvr::deployments(), &ns, deployment(&format!("t{t}"), 1)).expect("deployment");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, sb.kubeconfig_yaml()).expect("kubeconfig");
+    let mut a = Replica::start(&kubeconfig, &ns, "replica-a");
+    wait_until("replica a leads", Duration::from_secs(60), async || a.leads().await == Some(true)).await;
+    let b = Replica::start(&kubeconfig, &ns, "replica-b");
+    wait_until("replica b serves", Duration::from_secs(60), async || b.leads().await == Some(false)).await;
+    hook(&sb, reqwest::Method::DELETE, "/sandbox/writes", None).await;
+
+    let srs: Api<ScaleRequest> = Api::namespaced(kube.clone(), &ns);
+    let started = Instant::now();
+    let creator = {
+        let srs = srs.clone();
+        tokio::spawn(async move {
+            for i in 0..requests {
+                let (target, replicas) = (i % targets, 2 + (i / targets) as i32);
+                let sr = scale_request(&format!("sr-{i}"), &format!("t{target}"), replicas);
+                srs.create(&Default::default(), &sr).await.expect("create request");
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.child.start_kill().expect("SIGKILL a");
+    a.child.wait().await.expect("a exits");
+    creator.await.expect("creator");
+
+    let finished = |sr: &ScaleRequest| {
+        sr.status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .is_some_and(|p| matches!(p, Phase::Succeeded | Phase::Superseded))
+    };
+    wait_until("every request finished", Duration::from_secs(180), async || {
+        let list = srs.list(&ListParams::default()).await.expect("list requests");
+        list.items.len() == requests && list.items.iter().all(finished)
+    })
+    .await;
+    let last_finished = started.elapsed();
+
+    let list = srs.list(&ListParams::default()).await.expect("list requests");
+    let (mut succeeded, mut superseded, mut other) = (0, 0, Vec::new());
+    let mut last_applied = Duration::ZERO;
+    let since_start = |t: &str| -> Option<Duration> {
+        let at: jiff::Timestamp = t.parse().ok()?;
+        let now = jiff::Timestamp::now();
+        let ago = now.duration_since(at).unsigned_abs();
+        Some(started.elapsed().saturating_sub(ago))
+    };
+    for sr in &list.items {
+        let status = sr.status.clone().unwrap_or_default();
+        match status.phase {
+            Some(Phase::Succeeded) => succeeded += 1,
+            Some(Phase::Superseded) => superseded += 1,
+            p => other.push(format!("{} {p:?}", sr.metadata.name.clone().unwrap_or_default())),
+        }
+        let applied = status.conditions.iter().find(|c| c.type_ == "Applied" && c.status == "True");
+        if let Some(at) = applied.and_then(|c| since_start(&c.last_transition_time)) {
+            last_applied = last_applied.max(at);
+        }
+    }
+    let writes = hook(&sb, reqwest::Method::GET, "/sandbox/writes", None).await;
+    let mut per_target: std::collections::HashMap<String, u64> = Default::default();
+    for w in writes["writes"].as_array().expect("writes") {
+        if w["resource"] == "deployments/scale" && w["namespace"] == ns.as_str() {
+            *per_target.entry(w["name"].as_str().unwrap_or_default().to_string()).or_default() += 1;
+        }
+    }
+    let per_request = requests.div_ceil(targets);
+    let max_writes = per_target.values().copied().max().unwrap_or(0);
+    let twice = per_target.values().filter(|n| **n as usize > per_request).count();
+    drop(b);
+    KilledBurst {
+        requests,
+        targets,
+        last_finished,
+        last_applied,
+        succeeded,
+        superseded,
+        other,
+        max_writes_per_target: (max_writes, per_request),
+        targets_written_twice_for_one_request: twice,
+    }
+}
+
+// ---- ECS throttling
+
+/// What the ECS throttling scenario measured.
+#[derive(Debug)]
+pub struct EcsThrottled {
+    pub throttled_for: Duration,
+    pub k8s_reads: usize,
+    pub k8s_reads_failed: usize,
+    pub readiness_checks: usize,
+    pub readiness_failed: usize,
+    /// From the fault's end to the ECS provider's health reason clearing (a successful refresh).
+    pub ecs_recovered_after: Duration,
+    pub interval: Duration,
+    pub throttled_calls: u64,
+}
+
+/// The operator with both providers; every ECS call is throttled for `throttled_for` while a client keeps
+/// reading Kubernetes controllers and `/health/readiness`.
+pub async fn ecs_throttling(throttled_for: Duration, interval: Duration) -> EcsThrottled {
+    use machinist::provider::ecs::{ClientOptions, EcsSettings};
+    use machinist::sandbox::ecs_emulator::{self as emulator, Emulator, Fault};
+
+    let emu = Emulator::start().await.expect("ECS emulator");
+    let account = format!("{:012}", fastrand::u64(100_000_000_000..999_999_999_999));
+    let ecs = emulator::admin_client(&emu.endpoint(), Some(&account)).await.expect("admin client");
+    ecs.create_cluster().cluster_name("ops").send().await.expect("cluster");
+    emulator::register_task_definition(&ecs, "app", "nginx:1.25", "256", "512").await.expect("definition");
+    ecs.create_service()
+        .cluster("ops")
+        .service_name("web")
+        .task_definition("app")
+        .desired_count(2)
+        .send()
+        .await
+        .expect("service");
+    let sb = sandbox().await;
+    let ns = namespace(&sb);
+    install_crd(&sb);
+    sb.store.create(&Gvr::deployments(), &ns, deployment("web", 1)).expect("deployment");
+    let settings = EcsSettings::with_client(
+        ClientOptions::emulator(&emu.endpoint(), Some(&account)),
+        vec!["ops".into()],
+        interval,
+    );
+    let flags = [
+        "--http-listen",
+        "127.0.0.1:0",
+        "--shutdown-delay",
+        "0",
+        "--leader-election",
+        "false",
+        "--provider",
+        "k8s,ecs",
+        "--namespaces",
+        &ns,
+    ];
+    let stop = tokio_util::sync::CancellationToken::new();
+    let spawned = machinist::app::OperatorBuilder::from_flags(flags)
+        .expect("flags")
+        .kubeconfig_yaml(sb.kubeconfig_yaml())
+        .ecs(settings)
+        .spawn(stop.clone())
+        .await
+        .expect("operator");
+    let base = format!("http://{}", spawned.addr);
+    let ecs_reason = async || -> Option<String> {
+        let v: Value = http().get(format!("{base}/providers")).send().await.ok()?.json().await.ok()?;
+        let ecs = v.as_array()?.iter().find(|p| p["name"] == "ecs")?.clone();
+        Some(ecs["health"]["reason"].as_str().unwrap_or("").to_string())
+    };
+    wait_until("both providers ready", Duration::from_secs(60), async || {
+        http().get(format!("{base}/health/readiness")).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+
+    let throttled_before =
+        machinist::metrics::metrics().ecs_throttled.with_label_values(&["ListServices"]).get();
+    emu.inject(&Fault::throttling(&account, -1)).await.expect("inject");
+    let began = Instant::now();
+    let (mut k8s_reads, mut k8s_reads_failed, mut readiness_checks, mut readiness_failed) = (0, 0, 0, 0);
+    while began.elapsed() < throttled_for {
+        let r = http().get(format!("{base}/k8s/controllers/{ns}")).send().await;
+        k8s_reads += 1;
+        k8s_reads_failed += usize::from(!r.is_ok_and(|r| r.status() == 200));
+        let r = http().get(format!("{base}/health/readiness")).send().await;
+        readiness_checks += 1;
+        readiness_failed += usize::from(!r.is_ok_and(|r| r.status() == 200));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ecs_reason().await.is_some_and(|r| r.contains("throttled")), "the fault took effect");
+    emu.clear_faults(&account).await.expect("clear");
+    let cleared = Instant::now();
+    wait_until("ECS recovers", Duration::from_secs(60), async || {
+        ecs_reason().await.is_some_and(|r| r.is_empty())
+    })
+    .await;
+    let ecs_recovered_after = cleared.elapsed();
+    let throttled_calls =
+        machinist::metrics::metrics().ecs_throttled.with_label_values(&["ListServices"]).get()
+            - throttled_before;
+    stop.cancel();
+    EcsThrottled {
+        throttled_for,
+        k8s_reads,
+        k8s_reads_failed,
+        readiness_checks,
+        readiness_failed,
+        ecs_recovered_after,
+        interval,
+        throttled_calls,
+    }
+}
