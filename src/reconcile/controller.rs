@@ -16,7 +16,7 @@ use jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
 
@@ -68,6 +68,8 @@ pub struct Context {
     autoscalers: AutoscalerLists,
     /// This replica's leadership, once [`run_while_leader`] runs: reconciles write only while it reads true.
     leader: std::sync::OnceLock<watch::Receiver<bool>>,
+    /// The ScaleRequests the running controllers have listed, to find a newer request for the same target.
+    requests: Mutex<Vec<Store<ScaleRequest>>>,
 }
 
 impl Context {
@@ -92,7 +94,24 @@ impl Context {
             retries: Mutex::new(HashMap::new()),
             previous: Mutex::new(HashMap::new()),
             leader: std::sync::OnceLock::new(),
+            requests: Mutex::new(Vec::new()),
         })
+    }
+
+    /// A request for the same target created after `sr` (and not failed), if the controllers have listed
+    /// one: the newest request for a target wins, whatever order the requests are reconciled in (after a
+    /// failover the new leader reconciles every pending request at once, in no particular order).
+    fn newer_request_for(&self, sr: &ScaleRequest) -> Option<Arc<ScaleRequest>> {
+        let mine = target_of(sr)?;
+        let created = |r: &ScaleRequest| (r.metadata.creation_timestamp.clone().map(|t| t.0), r.name_any());
+        let stores = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        stores
+            .iter()
+            .flat_map(|store| store.state())
+            .filter(|other| other.uid() != sr.uid() && target_of(other).as_ref() == Some(&mine))
+            .filter(|other| other.status.as_ref().and_then(|s| s.phase) != Some(Phase::Failed))
+            .filter(|other| created(other) > created(sr))
+            .max_by_key(|other| created(other))
     }
 
     /// The fence of this replica's writes (none without leader election).
@@ -151,6 +170,16 @@ impl Context {
 
 /// How often the per-request state of deleted requests is pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(5);
+
+/// The target a request names: (provider, scope, name); a Kubernetes target lives in the request's namespace.
+fn target_of(sr: &ScaleRequest) -> Option<(TargetProvider, String, String)> {
+    let target = &sr.spec.target;
+    let scope = match target.provider {
+        TargetProvider::K8s => sr.namespace()?,
+        TargetProvider::Ecs => target.scope.clone()?,
+    };
+    Some((target.provider, scope, target.name.clone()))
+}
 
 /// Aborts the task when dropped: a stopped controller (lost lease, shutdown) cancels its reconciles as it
 /// did when they ran inline.
@@ -241,6 +270,18 @@ async fn reconcile(sr: Arc<ScaleRequest>, ctx: Arc<Context>) -> Result<Requeue, 
     let not_found = || not_found(target.provider, &scope, &target.name, kind).to_string();
 
     match plan::plan(&desired, obs) {
+        Action::Apply if ctx.newer_request_for(&sr).is_some() => {
+            let newer = ctx.newer_request_for(&sr).expect("just found");
+            ctx.forget(&key);
+            let by = format!(
+                "ScaleRequest {}/{}, created later,",
+                newer.namespace().unwrap_or_default(),
+                newer.name_any()
+            );
+            let t = Transition::Beaten { requested: sr.spec.replicas, won: newer.spec.replicas, by };
+            update(&sr, &ctx, &status, generation, &t).await?;
+            Ok(after_finish(&sr))
+        }
         Action::Apply => {
             let mut status = status.clone();
             let target_key = TargetKey {
@@ -478,6 +519,8 @@ pub async fn run(
     } else {
         namespaces.iter().map(|ns| Api::namespaced(ctx.watch_client.clone(), ns)).collect()
     };
+    // The stores of a previous term (lost leadership) are stale: this run lists again.
+    ctx.requests.lock().unwrap_or_else(|p| p.into_inner()).clear();
     let stop = futures::future::FutureExt::shared(Box::pin(stop));
     let runs = apis.into_iter().map(|api| {
         let stop = stop.clone();
@@ -486,6 +529,7 @@ pub async fn run(
         async move {
             let controller = Controller::new(api, crate::provider::k8s::watch::watch_config());
             let store = controller.store();
+            ctx.requests.lock().unwrap_or_else(|p| p.into_inner()).push(store.clone());
             let prune = {
                 let ctx = Arc::clone(&ctx);
                 async move {
@@ -548,5 +592,45 @@ pub async fn run_while_leader(
             _ = run(Arc::clone(&ctx), namespaces.clone(), futures::future::pending::<()>()) => {}
         }
         tracing::info!("no longer leading: the ScaleRequest controller stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::watcher::Event;
+    use serde_json::json;
+
+    use super::*;
+    use crate::reconcile::run::Scalers;
+
+    fn request(name: &str, target: &str, created: &str, phase: Option<&str>) -> ScaleRequest {
+        let mut sr = json!({"apiVersion": "machinist.dev/v1alpha1", "kind": "ScaleRequest",
+            "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"),
+                         "creationTimestamp": created},
+            "spec": {"target": {"name": target}, "replicas": 3}});
+        if let Some(phase) = phase {
+            sr["status"] = json!({"phase": phase});
+        }
+        serde_json::from_value(sr).expect("a ScaleRequest")
+    }
+
+    #[tokio::test]
+    async fn the_newest_request_for_the_same_target_is_the_one_that_counts() {
+        let client = Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
+        let ctx = Context::new(client, Reconciler::new(Scalers::default()), "test");
+        let old = request("old", "web", "2026-01-01T00:00:00Z", None);
+        let new = request("new", "web", "2026-01-01T00:00:05Z", None);
+        let failed = request("failed", "web", "2026-01-01T00:00:09Z", Some("Failed"));
+        let other = request("other", "api", "2026-01-01T00:00:09Z", None);
+        let (store, mut writer) = kube::runtime::reflector::store::<ScaleRequest>();
+        writer.apply_watcher_event(&Event::Init);
+        for sr in [&old, &new, &failed, &other] {
+            writer.apply_watcher_event(&Event::InitApply(sr.clone()));
+        }
+        writer.apply_watcher_event(&Event::InitDone);
+        ctx.requests.lock().unwrap().push(store);
+        assert_eq!(ctx.newer_request_for(&old).map(|r| r.name_any()), Some("new".to_string()));
+        assert!(ctx.newer_request_for(&new).is_none(), "a failed request wins nothing");
+        assert!(ctx.newer_request_for(&other).is_none(), "another target");
     }
 }

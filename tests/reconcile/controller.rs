@@ -319,3 +319,44 @@ async fn the_retry_state_of_a_request_deleted_mid_failure_is_pruned() {
     eventually("its retry state is pruned", Duration::from_secs(20), async || ctx.tracked_requests() == 0)
         .await;
 }
+
+/// Requests created while no controller ran (a failover) are reconciled in no particular order; the newest
+/// request for a target still wins: the older ones end Superseded without being written, naming it.
+#[tokio::test]
+async fn the_newest_request_for_a_target_wins_whatever_the_reconcile_order() {
+    let b = bed().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(b.client.clone());
+    match crds.create(&PostParams::default(), &ScaleRequest::crd()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => panic!("install the CRD: {e}"),
+    }
+    let srs: Api<ScaleRequest> = Api::namespaced(b.client.clone(), &b.ns);
+    for t in 0..8 {
+        b.deployment(&format!("t{t}"), 1).await;
+    }
+    for t in 0..8 {
+        srs.create(&PostParams::default(), &request(&format!("old-{t}"), &format!("t{t}"), 2)).await.unwrap();
+    }
+    // creationTimestamp has one-second resolution: the newer requests are created a second later.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for t in 0..8 {
+        srs.create(&PostParams::default(), &request(&format!("new-{t}"), &format!("t{t}"), 3)).await.unwrap();
+    }
+    let _stop = with_controller(&b).await;
+    for t in 0..8 {
+        let old = wait_status(&srs, &format!("old-{t}"), "old finished", Duration::from_secs(30), |s| {
+            s.phase.is_some_and(Phase::finished)
+        })
+        .await;
+        assert_eq!(old.phase, Some(Phase::Superseded), "old-{t}: {old:?}");
+        assert_eq!(old.applied_replicas, None, "old-{t} was not written: {old:?}");
+        let applied = old.conditions.iter().find(|c| c.type_ == "Applied").expect("Applied");
+        assert!(applied.message.contains(&format!("new-{t}")), "{}", applied.message);
+        wait_status(&srs, &format!("new-{t}"), "new applied", Duration::from_secs(30), |s| {
+            s.applied_replicas == Some(3)
+        })
+        .await;
+        assert_eq!(b.replicas(&format!("t{t}")).await, 3, "t{t} ends at the newest request's count");
+    }
+}
