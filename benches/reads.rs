@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::{CONCURRENCY, hello_baseline, load, pct, print_run, quick};
 
 use machinist::reconcile::crd::ScaleRequest;
-use machinist::sandbox::{Gvr, Sandbox, SandboxOptions, Store};
+use machinist_sandbox::{Gvr, Sandbox, SandboxOptions, Store};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 

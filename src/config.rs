@@ -137,7 +137,7 @@ pub struct OperatorArgs {
 
     /// Log lines as `text` (coloured only on a terminal without NO_COLOR) or `json` (one object per line).
     #[arg(long = "log-format", env = "PLT_LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: crate::telemetry::LogFormat,
+    pub log_format: LogFormat,
 
     #[command(flatten)]
     pub ecs: EcsArgs,
@@ -302,6 +302,26 @@ impl EcsArgs {
     }
 }
 
+/// `--log-format` / `PLT_LOG_FORMAT`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines; coloured only when stderr is a terminal and `NO_COLOR` is unset.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`, `message` and the event's fields), never
+    /// coloured.
+    Json,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
 /// `machinist sandbox`.
 #[derive(Clone, Debug, Args)]
 pub struct SandboxArgs {
@@ -456,7 +476,6 @@ mod tests {
 
     #[test]
     fn log_format_is_text_or_json() {
-        use crate::telemetry::LogFormat;
         let Command::Run(run) = parse(&["run"]).unwrap().command else { unreachable!() };
         assert_eq!(run.log_format, LogFormat::Text);
         let Command::Sandbox(sb) = parse(&["sandbox", "--log-format", "json"]).unwrap().command else {

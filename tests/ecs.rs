@@ -13,7 +13,7 @@ use machinist::provider::ecs::{EcsProvider, EcsSettings};
 use machinist::provider::{
     ControllerKind, ControllerTarget, Fragment, ManifestKind, Provider, ProviderError,
 };
-use machinist::sandbox::ecs_emulator::{Emulator, Fault};
+use machinist_sandbox::ecs_emulator::{Emulator, Fault};
 use serde_json::{Value, json};
 
 fn value(f: &Fragment) -> Value {
@@ -264,7 +264,7 @@ async fn an_emulator_restart_is_survived_and_recovered_from() {
         let endpoint = emu.endpoint();
         async move {
             let ecs =
-                machinist::sandbox::ecs_emulator::admin_client(&endpoint, Some(&acct)).await.expect("admin");
+                machinist_sandbox::ecs_emulator::admin_client(&endpoint, Some(&acct)).await.expect("admin");
             ecs_common::cluster(&ecs, "blue").await;
             ecs_common::service(&ecs, "blue", "web", count, None).await;
         }
@@ -357,7 +357,7 @@ async fn running_tasks_any(ecs: &aws_sdk_ecs::Client, cluster: &str) -> usize {
 
 #[tokio::test]
 async fn the_sandbox_demo_data_is_served() {
-    let emu = machinist::sandbox::ecs_emulator::start_demo().await.expect("demo emulator");
+    let emu = machinist_sandbox::ecs_emulator::start_demo().await.expect("demo emulator");
     let client = machinist::provider::ecs::ClientOptions::emulator(&emu.endpoint(), None);
     let settings = EcsSettings::with_client(client, vec!["demo".into()], Duration::from_secs(5));
     let provider = EcsProvider::connect(settings).await.expect("connect");

@@ -7,7 +7,7 @@ use common::operator;
 
 use std::time::{Duration, Instant};
 
-use machinist::sandbox::Gvr;
+use machinist_sandbox::Gvr;
 use operator::{all_ready, create, quick_sandbox, workload};
 use serde_json::json;
 
@@ -68,7 +68,7 @@ async fn served_gauge(base: &str, api: &str) -> Option<i64> {
 /// restart: their objects are served and ScaleRequests reconciled.
 #[tokio::test]
 async fn missing_crds_are_reported_answer_501_and_are_picked_up_once_installed() {
-    let sb = machinist::sandbox::Sandbox::start(quick_sandbox()).await.expect("sandbox");
+    let sb = machinist_sandbox::Sandbox::start(quick_sandbox()).await.expect("sandbox");
     let gateway_crds: Vec<serde_json::Value> = sb
         .store
         .list(&Gvr::crds(), None)
@@ -142,6 +142,6 @@ async fn missing_crds_are_reported_answer_501_and_are_picked_up_once_installed()
     .await;
 }
 
-fn create_in(sb: &machinist::sandbox::Sandbox, gvr: Gvr, ns: &str, obj: serde_json::Value) {
+fn create_in(sb: &machinist_sandbox::Sandbox, gvr: Gvr, ns: &str, obj: serde_json::Value) {
     sb.store.create(&gvr, ns, obj).expect("create");
 }

@@ -9,7 +9,7 @@ use common::operator;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use machinist::sandbox::Sandbox;
+use machinist_sandbox::Sandbox;
 use operator::{
     Operator, assert_common_headers, assert_controller_shape, assert_machine_shape, assert_service_shape,
     items, quick_sandbox,
@@ -183,7 +183,7 @@ async fn ecs_scale_via_rest_and_the_tasks_follow_and_labels_are_tags() {
 
 #[tokio::test]
 async fn ecs_faults_keep_reads_serving_the_last_snapshot_and_providers_show_the_error() {
-    use machinist::sandbox::ecs_emulator::Fault;
+    use machinist_sandbox::ecs_emulator::Fault;
 
     let emu = ecs_common::shared().await;
     let acct = ecs_common::account();

@@ -35,8 +35,18 @@ pub use self::model::{ControllerKind, Fragment, LabelFilter, Labels, Machine, Se
 use self::pins::Pins;
 pub use self::project::{Gateway, HttpRoute, K8sObject, ObjectKey, Projection, format_time, kinds};
 pub use self::quantity::Quantity;
-pub use self::reads::ReadError;
 use self::store::Store;
+
+/// Why the cache cannot answer a read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    #[error("the {provider} cache has not finished its first sync")]
+    NotReady { provider: &'static str, retry_after_secs: u64 },
+    #[error("{scope_kind} {scope} is not watched by machinist")]
+    ScopeNotWatched { scope_kind: &'static str, scope: String },
+    #[error("{0}")]
+    NotFound(String),
+}
 
 /// A controller without its machines (machines attach by `Machine.controller`).
 #[derive(Clone, Debug, PartialEq)]

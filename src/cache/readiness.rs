@@ -4,8 +4,9 @@
 //! It owns no data of its own (the flags live in the cache's `Inner`) and serves nothing: `reads` asks
 //! [`Cache::admit`] before every read, the providers ask [`Cache::admit_write`] before every write.
 
-use super::reads::{ReadError, Result};
-use super::{Cache, Inner, SyncKey};
+use super::{Cache, Inner, ReadError, SyncKey};
+
+type Result<T, E = ReadError> = std::result::Result<T, E>;
 
 /// Seconds a `cache-not-ready` answer asks the client to wait.
 const NOT_READY_RETRY_SECS: u64 = 2;

@@ -9,20 +9,9 @@ use std::sync::Arc;
 
 use super::model::{ControllerKind, Fragment, LabelFilter};
 use super::store::{self, ControllerRec, ScopeData, select};
-use super::{Cache, ResolvedController, provider_name};
+use super::{Cache, ReadError, ResolvedController, provider_name};
 
-/// Why the cache cannot answer a read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReadError {
-    #[error("the {provider} cache has not finished its first sync")]
-    NotReady { provider: &'static str, retry_after_secs: u64 },
-    #[error("{scope_kind} {scope} is not watched by machinist")]
-    ScopeNotWatched { scope_kind: &'static str, scope: String },
-    #[error("{0}")]
-    NotFound(String),
-}
-
-pub type Result<T, E = ReadError> = std::result::Result<T, E>;
+type Result<T, E = ReadError> = std::result::Result<T, E>;
 
 impl Cache {
     pub fn machine(&self, scope: &str, id: &str) -> Result<Fragment> {

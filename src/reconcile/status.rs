@@ -243,14 +243,13 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn web_scaled_from_3_to_5() -> Transition {
+        Transition::Applied { kind: ControllerKind::Deployment, name: "web".into(), previous: 3, applied: 5 }
+    }
+
     #[test]
     fn applied_then_ready_keeps_transition_times_honest() {
-        let applied = Transition::Applied {
-            kind: ControllerKind::Deployment,
-            name: "web".into(),
-            previous: 3,
-            applied: 5,
-        };
+        let applied = web_scaled_from_3_to_5();
         let s1 = next_status(&ScaleRequestStatus::default(), 1, &applied, t("2026-01-01T00:00:00Z"));
         assert_eq!(s1.phase, Some(Phase::Applying));
         assert_eq!(
@@ -270,12 +269,7 @@ mod tests {
 
     #[test]
     fn a_new_generation_forgets_the_old_outcome() {
-        let applied = Transition::Applied {
-            kind: ControllerKind::Deployment,
-            name: "web".into(),
-            previous: 3,
-            applied: 5,
-        };
+        let applied = web_scaled_from_3_to_5();
         let s1 = next_status(&ScaleRequestStatus::default(), 1, &applied, t("2026-01-01T00:00:00Z"));
         let s2 = next_status(&s1, 1, &Transition::Ready { applied: 5 }, t("2026-01-01T00:00:05Z"));
         let missing =
@@ -320,12 +314,7 @@ mod tests {
 
     #[test]
     fn the_status_patch_clears_what_the_new_status_lacks() {
-        let applied = Transition::Applied {
-            kind: ControllerKind::Deployment,
-            name: "web".into(),
-            previous: 3,
-            applied: 5,
-        };
+        let applied = web_scaled_from_3_to_5();
         let s1 = next_status(&ScaleRequestStatus::default(), 1, &applied, t("2026-01-01T00:00:00Z"));
         let missing = Transition::TargetMissing { message: "gone".into() };
         let s2 = next_status(&s1, 2, &missing, t("2026-01-01T00:01:00Z"));

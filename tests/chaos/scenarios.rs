@@ -19,7 +19,7 @@ use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use machinist::cache::Cache;
 use machinist::provider::k8s::{client, watch};
 use machinist::reconcile::crd::ScaleRequest;
-use machinist::sandbox::{Gvr, Sandbox, SandboxOptions};
+use machinist_sandbox::{Gvr, Sandbox, SandboxOptions};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
@@ -257,7 +257,7 @@ pub async fn compaction_and_cut_watches(pods: u32, changes: usize) -> Relists {
     let watch_client = client::watch_client(config, client::Timeouts::default()).expect("watch client");
     let cache = Arc::new(Cache::new_k8s(vec![]));
     let watchers = watch::spawn_watchers(watch_client, cache.clone(), &[]);
-    let ns = machinist::sandbox::seed::LOAD_NAMESPACE;
+    let ns = machinist_sandbox::seed::LOAD_NAMESPACE;
     let total = pods as usize;
     let count = |labels: &[(String, String)]| cache.machines(ns, labels).map(|l| l.len()).unwrap_or(0);
     wait_until("the cache holds every pod", Duration::from_secs(120), async || count(&[]) == total).await;
@@ -594,7 +594,7 @@ pub struct EcsThrottled {
 /// reading Kubernetes controllers and `/health/readiness`.
 pub async fn ecs_throttling(throttled_for: Duration, interval: Duration) -> EcsThrottled {
     use machinist::provider::ecs::{ClientOptions, EcsSettings};
-    use machinist::sandbox::ecs_emulator::{self as emulator, Emulator, Fault};
+    use machinist_sandbox::ecs_emulator::{self as emulator, Emulator, Fault};
 
     let emu = Emulator::start().await.expect("ECS emulator");
     let account = format!("{:012}", fastrand::u64(100_000_000_000..999_999_999_999));

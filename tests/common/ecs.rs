@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use aws_sdk_ecs::types::{LaunchType, LoadBalancer, PropagateTags, Tag};
 use machinist::provider::ecs::{ClientOptions, EcsProvider, EcsSettings};
-use machinist::sandbox::ecs_emulator::{self as emulator, Emulator};
+use machinist_sandbox::ecs_emulator::{self as emulator, Emulator};
 use tokio::sync::OnceCell;
 
 static EMULATOR: OnceCell<Emulator> = OnceCell::const_new();

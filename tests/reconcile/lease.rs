@@ -50,7 +50,7 @@ async fn two_electors_one_leader_and_release_hands_over_within_three_seconds() {
 }
 
 async fn sandbox(
-    sb: &machinist::sandbox::Sandbox,
+    sb: &machinist_sandbox::Sandbox,
     method: reqwest::Method,
     path: &str,
     body: Option<Value>,

@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::StatusError;
 use super::hang::{Call, HangFault, listed, take_hang};
+use super::status::StatusError;
 
 /// One kind of injected error.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
