@@ -30,6 +30,7 @@ pub struct Metrics {
     pub reconcile_duration: HistogramVec,
     pub queue_depth: IntGauge,
     pub leader: IntGauge,
+    pub api_served: IntGaugeVec,
     pub writes: IntCounterVec,
     pub ecs_throttled: IntCounterVec,
     pub auth_decisions: IntCounterVec,
@@ -187,6 +188,18 @@ impl Metrics {
                 &registry,
                 IntGauge::new("machinist_leader", "1 while this replica holds the leader Lease, else 0.")
                     .expect("valid gauge"),
+            ),
+            api_served: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "machinist_k8s_api_served",
+                        "1 while the cluster serves the optional API (Gateway API kinds, the ScaleRequest CRD), \
+                         0 while discovery says it does not.",
+                    ),
+                    &["api"],
+                )
+                .expect("valid gauge"),
             ),
             writes: counter(
                 &registry,

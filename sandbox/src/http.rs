@@ -16,6 +16,7 @@ use http::{HeaderMap, Method, StatusCode, header};
 use serde_json::{Value, json};
 
 use super::faults::FaultsSpec;
+use super::hang::Call;
 pub use super::request::AppState;
 use super::request::{Req, Target, User, classify, is_true, parse_path, parse_query, strict_check};
 use super::response::{json_bytes, json_value, status_response};
@@ -34,6 +35,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     if state.test_hooks {
         r = r
             .route("/sandbox/stats", get(get_stats).delete(reset_stats))
+            .route("/sandbox/writes", get(get_writes).delete(reset_writes))
             .route("/sandbox/faults", get(get_faults).post(set_faults).delete(clear_faults));
     }
     r.fallback(dispatch).layer(middleware::from_fn_with_state(state.clone(), guard)).with_state(state)
@@ -53,29 +55,39 @@ async fn guard(State(st): State<Arc<AppState>>, mut req: Request, next: Next) ->
     let (namespace, name) = parse_path(&path)
         .map(|t| (t.namespace.unwrap_or_default(), t.name.unwrap_or_default()))
         .unwrap_or_default();
-    st.stats.record(
-        &Access { verb, group: &group, resource: &resource, namespace: &namespace, name: &name },
-        &user,
-    );
-    req.extensions_mut().insert(User(user));
-    if let Some(plan) = st.faults.plan(verb, &resource) {
+    let access = Access { verb, group: &group, resource: &resource, namespace: &namespace, name: &name };
+    st.stats.record(&access, &user);
+    req.extensions_mut().insert(User(user.clone()));
+    let changed = st.faults.changed();
+    if let Some(plan) = st.faults.plan(&Call { user: &user, verb, resource: &resource, name: &name }) {
         if !plan.latency.is_zero() {
             tokio::time::sleep(plan.latency).await;
+        }
+        if let Some(hang) = plan.hang {
+            tokio::select! {
+                _ = tokio::time::sleep(hang) => {}
+                _ = changed => {}
+            }
         }
         if let Some(e) = plan.error {
             return status_response(&e);
         }
     }
-    next.run(req).await
+    let response = next.run(req).await;
+    st.writes.record(&access, verb, &user, response.status().as_u16());
+    response
 }
 
 fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<String, StatusError> {
-    let Some(want) = &st.token else { return Ok("anonymous".into()) };
     let got = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
+    if let Some(user) = got.and_then(|g| st.users.read().unwrap_or_else(|e| e.into_inner()).get(g).cloned()) {
+        return Ok(user);
+    }
+    let Some(want) = &st.token else { return Ok("anonymous".into()) };
     // Constant-time enough for a sandbox; the token itself is never logged or recorded.
     if got.is_some_and(|g| {
         g.len() == want.len() && g.bytes().zip(want.bytes()).fold(0, |a, (x, y)| a | (x ^ y)) == 0
@@ -93,6 +105,15 @@ async fn get_stats(State(st): State<Arc<AppState>>) -> Response {
 async fn reset_stats(State(st): State<Arc<AppState>>) -> Response {
     st.stats.reset();
     json_value(StatusCode::OK, &st.stats.to_json())
+}
+
+async fn get_writes(State(st): State<Arc<AppState>>) -> Response {
+    json_value(StatusCode::OK, &st.writes.to_json())
+}
+
+async fn reset_writes(State(st): State<Arc<AppState>>) -> Response {
+    st.writes.reset();
+    json_value(StatusCode::OK, &st.writes.to_json())
 }
 
 async fn get_faults(State(st): State<Arc<AppState>>) -> Response {

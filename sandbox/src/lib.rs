@@ -7,14 +7,15 @@
 //!
 //! `store` holds the objects and their semantics; `http` routes requests (parsed by `request`, answered with
 //! `response`) to `patch`, `apply`, `watch`, `discovery` and `table`, none of which imports `http`;
-//! `controllers` simulates the workload controllers and the kubelet; `stats` and `faults` are the test
-//! hooks; `state` persists objects across runs; `signal` waits for Ctrl-C/SIGTERM.
+//! `controllers` simulates the workload controllers and the kubelet; `stats`, `write_log`, `faults` and `hang`
+//! are the test hooks; `state` persists objects across runs; `signal` waits for Ctrl-C/SIGTERM.
 
 pub mod apply;
 pub mod controllers;
 pub mod discovery;
 pub mod ecs_emulator;
 pub mod faults;
+pub mod hang;
 pub mod http;
 pub mod kubeconfig;
 pub mod meta;
@@ -33,6 +34,7 @@ pub mod status;
 pub mod store;
 pub mod table;
 pub mod watch;
+pub mod write_log;
 
 mod gateway;
 
@@ -170,6 +172,14 @@ impl Sandbox {
             server: Some(server),
             saver,
         })
+    }
+
+    /// A kubeconfig whose requests the sandbox attributes to `user` (in `/sandbox/stats`, `/sandbox/writes`
+    /// and the `users` of faults): one more bearer token, accepted whether or not `token` is set.
+    pub fn kubeconfig_yaml_as(&self, user: &str) -> String {
+        let token = format!("{user}-{:016x}", fastrand::u64(..));
+        self.app.users.write().unwrap_or_else(|e| e.into_inner()).insert(token.clone(), user.to_string());
+        kubeconfig::kubeconfig_yaml(&self.url(), Some(&token))
     }
 
     /// Answers TokenReview and SubjectAccessReview from this table from now on.

@@ -18,6 +18,7 @@ use super::registry::Gvr;
 use super::stats::Stats;
 use super::status::StatusError;
 use super::store::{ResourceType, Store, WriteOpts};
+use super::write_log::WriteLog;
 
 /// What every handler shares.
 pub struct AppState {
@@ -25,7 +26,10 @@ pub struct AppState {
     pub token: Option<String>,
     pub test_hooks: bool,
     pub stats: Stats,
+    pub writes: WriteLog,
     pub faults: Faults,
+    /// Bearer tokens of further users (`Sandbox::kubeconfig_yaml_as`), token → user name.
+    pub users: std::sync::RwLock<HashMap<String, String>>,
     /// Bumped to end every open watch.
     pub close_watches: tokio::sync::watch::Sender<u64>,
     pub bookmark_every: Duration,
@@ -40,7 +44,9 @@ impl AppState {
             token,
             test_hooks,
             stats: Stats::default(),
+            writes: WriteLog::default(),
             faults: Faults::default(),
+            users: Default::default(),
             close_watches: tokio::sync::watch::channel(0).0,
             bookmark_every: Duration::from_secs(5),
             reviews: Default::default(),

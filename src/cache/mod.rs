@@ -18,6 +18,7 @@
 
 mod ingest;
 pub mod model;
+mod pins;
 mod project;
 mod quantity;
 mod readiness;
@@ -31,6 +32,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use self::model::{ControllerKind, Fragment, LabelFilter, Labels, Machine, Service};
+use self::pins::Pins;
 pub use self::project::{Gateway, HttpRoute, K8sObject, ObjectKey, Projection, format_time, kinds};
 pub use self::quantity::Quantity;
 use self::store::Store;
@@ -80,6 +82,10 @@ struct Inner {
     /// The namespace watcher is not running (namespaces configured, or skipped): scopes are not checked
     /// against existing namespaces.
     namespaces_known: bool,
+    /// machinist's own writes, protected from late watch events (`pins`).
+    pins: Pins,
+    /// Scopes the provider says do not exist (an ECS cluster that is not there), with what reads answer.
+    missing: HashMap<String, String>,
 }
 
 /// One provider's cache, shared as `Arc<Cache>`.
@@ -133,6 +139,8 @@ impl Cache {
                 ready,
                 relists: HashMap::new(),
                 namespaces_known,
+                pins: Pins::default(),
+                missing: HashMap::new(),
             }),
         }
     }

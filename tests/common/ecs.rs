@@ -81,6 +81,7 @@ pub fn settings(emu: &Emulator, account: &str, clusters: &[&str], interval: Dura
         poll_interval: interval,
         read_rate: 1000.0,
         read_burst: 1000,
+        stale_after: machinist::provider::ecs::DEFAULT_STALE_AFTER,
     }
 }
 
