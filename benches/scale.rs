@@ -40,6 +40,8 @@ fn free_port() -> u16 {
 /// `machinist sandbox --apiserver-only --no-demo --pods n`; returns it and the path of its kubeconfig.
 async fn sandbox(dir: &Path, pods: u32) -> (Proc, PathBuf, String) {
     let kubeconfig = dir.join(format!("sandbox-{pods}.kubeconfig"));
+    // A sandbox of an earlier phase may have left its file: only this one's counts.
+    let _ = std::fs::remove_file(&kubeconfig);
     let child = Command::new(EXE)
         .args(["sandbox", "--apiserver-only", "--no-demo", "--test-hooks", "--pods", &pods.to_string()])
         .arg("--kubeconfig")

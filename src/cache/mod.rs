@@ -28,7 +28,7 @@ mod store;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use self::model::{ControllerKind, Fragment, LabelFilter, Labels, Machine, Service};
 pub use self::project::{Gateway, HttpRoute, K8sObject, ObjectKey, Projection, format_time, kinds};
@@ -79,6 +79,9 @@ pub struct Cache {
     /// Configured scopes (k8s namespaces; ecs clusters); empty = all namespaces (k8s).
     configured: BTreeSet<String>,
     inner: RwLock<Inner>,
+    /// Per scope, the last rendered controller list and the scope generation it was rendered at. Apart
+    /// from `inner` so that rendering never holds the lock the watchers write under.
+    list_memo: Mutex<HashMap<String, (u64, bytes::Bytes)>>,
 }
 
 impl Cache {
@@ -124,6 +127,7 @@ impl Cache {
                 relists: HashMap::new(),
                 namespaces_known,
             }),
+            list_memo: Mutex::new(HashMap::new()),
         }
     }
 

@@ -227,3 +227,53 @@ fn churn_does_not_grow_the_interner() {
     assert!(interned < 5_000, "{interned} strings interned after churn");
     assert!(machine_ids(&cache, "default", &[]).is_empty());
 }
+
+/// The controller list body is rendered once per change of its scope: it must equal the list read
+/// fragment by fragment, and every kind of change (pod added, pod relabelled, pod deleted, controller
+/// scaled, controller deleted, a change in another scope) must show in the next read, never a stale body.
+#[test]
+fn the_rendered_controller_list_follows_every_change_of_its_scope() {
+    let cache = synced(&["default", "other"]);
+    let joined = |cache: &crate::cache::Cache| {
+        let list = cache.controllers("default").expect("controllers");
+        let parts: Vec<&str> = list.iter().map(|f| f.get()).collect();
+        format!("{{\"controllers\":[{}]}}", parts.join(","))
+    };
+    let body = |cache: &crate::cache::Cache| {
+        String::from_utf8(cache.controller_list("default").expect("list").to_vec()).expect("utf-8")
+    };
+    assert_eq!(body(&cache), "{\"controllers\":[]}");
+    cache.apply(&deployment("default", "web", 2));
+    cache.apply(&replicaset("default", "web-abc", Some("web")));
+    cache.apply(&pod("default", "web-abc-1", json!({ "v": "1" }), Some(("ReplicaSet", "web-abc"))));
+    let first = body(&cache);
+    assert_eq!(first, joined(&cache));
+    assert_eq!(body(&cache), first, "unchanged scope, same body");
+
+    let mut seen = vec![first];
+    let mut check = |cache: &crate::cache::Cache, what: &str| {
+        let now = body(cache);
+        assert_eq!(now, joined(cache), "after {what}");
+        seen.push(now);
+    };
+    cache.apply(&pod("default", "web-abc-2", json!({ "v": "1" }), Some(("ReplicaSet", "web-abc"))));
+    check(&cache, "a pod added");
+    cache.apply(&pod("default", "web-abc-2", json!({ "v": "2" }), Some(("ReplicaSet", "web-abc"))));
+    check(&cache, "a pod relabelled");
+    cache.watcher_event(Event::Delete(pod(
+        "default",
+        "web-abc-1",
+        json!({}),
+        Some(("ReplicaSet", "web-abc")),
+    )));
+    check(&cache, "a pod deleted");
+    cache.apply(&deployment("default", "web", 5));
+    check(&cache, "the deployment scaled");
+    cache.apply(&pod("other", "x", json!({}), None));
+    check(&cache, "a change in another namespace");
+    cache.watcher_event(Event::Delete(deployment("default", "web", 5)));
+    check(&cache, "the deployment deleted");
+    assert_eq!(seen.last().map(String::as_str), Some("{\"controllers\":[]}"));
+    let distinct: std::collections::HashSet<&String> = seen.iter().collect();
+    assert_eq!(distinct.len(), seen.len() - 1, "every change but the other namespace's changed the body");
+}
