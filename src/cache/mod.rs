@@ -65,11 +65,22 @@ struct Inner {
     synced: HashSet<SyncKey>,
     /// Latched: once every expected unit listed once, reads are served (relists serve the old snapshot).
     ready: bool,
-    /// Relists in progress: objects buffered between `Init` and `InitDone`.
-    relists: HashMap<SyncKey, Vec<(ObjectKey, u64, Projection)>>,
+    /// Lists in progress, between `Init` and `InitDone`.
+    relists: HashMap<SyncKey, Relist>,
     /// The namespace watcher is not running (namespaces configured, or skipped): scopes are not checked
     /// against existing namespaces.
     namespaces_known: bool,
+}
+
+/// A list in progress.
+enum Relist {
+    /// After the cache served reads: objects buffered, swapped in at `InitDone` (reads see the old
+    /// snapshot until then).
+    Buffered(Vec<(ObjectKey, u64, Projection)>),
+    /// Before the first sync no read is served, so objects go straight into the store and only their keys
+    /// are kept (to drop, at `InitDone`, what the list did not have): a 100,000-pod first list never holds
+    /// a second copy of every pod.
+    Direct(HashSet<ObjectKey>),
 }
 
 /// One provider's cache, shared as `Arc<Cache>`.

@@ -277,3 +277,57 @@ fn the_rendered_controller_list_follows_every_change_of_its_scope() {
     let distinct: std::collections::HashSet<&String> = seen.iter().collect();
     assert_eq!(distinct.len(), seen.len() - 1, "every change but the other namespace's changed the body");
 }
+
+/// A first list goes straight into the store (no read is served before the first sync): a list restarted
+/// midway (the watcher's `Init` again) still ends with exactly the objects of the last list, and what
+/// a write put in the store before the list but the list does not have is dropped.
+#[test]
+fn a_first_list_restarted_midway_ends_with_exactly_the_last_list() {
+    let cache = crate::cache::Cache::new_k8s(vec!["default".into()]);
+    cache.apply(&pod("default", "written-before", json!({}), None));
+    cache.watcher_event_in::<Pod>(Some("default"), Event::Init);
+    cache.watcher_event_in(Some("default"), Event::InitApply(pod("default", "a", json!({}), None)));
+    cache.watcher_event_in(Some("default"), Event::InitApply(pod("default", "gone", json!({}), None)));
+    // The list failed midway; the watcher starts over.
+    cache.watcher_event_in::<Pod>(Some("default"), Event::Init);
+    cache.watcher_event_in(Some("default"), Event::InitApply(pod("default", "a", json!({ "v": "2" }), None)));
+    cache.watcher_event_in(Some("default"), Event::InitApply(pod("default", "b", json!({}), None)));
+    cache.watcher_event_in::<Pod>(Some("default"), Event::InitDone);
+    for kind in crate::cache::kinds::ALL {
+        if kind != crate::cache::kinds::PODS && kind != crate::cache::kinds::NAMESPACES {
+            match kind {
+                crate::cache::kinds::DEPLOYMENTS => cache
+                    .watcher_event_in::<k8s_openapi::api::apps::v1::Deployment>(
+                        Some("default"),
+                        Event::InitDone,
+                    ),
+                crate::cache::kinds::STATEFULSETS => cache
+                    .watcher_event_in::<k8s_openapi::api::apps::v1::StatefulSet>(
+                        Some("default"),
+                        Event::InitDone,
+                    ),
+                crate::cache::kinds::REPLICASETS => {
+                    cache.watcher_event_in::<ReplicaSet>(Some("default"), Event::InitDone)
+                }
+                crate::cache::kinds::REPLICATIONCONTROLLERS => {
+                    cache.watcher_event_in::<k8s_openapi::api::core::v1::ReplicationController>(
+                        Some("default"),
+                        Event::InitDone,
+                    )
+                }
+                crate::cache::kinds::SERVICES => cache
+                    .watcher_event_in::<k8s_openapi::api::core::v1::Service>(
+                        Some("default"),
+                        Event::InitDone,
+                    ),
+                crate::cache::kinds::GATEWAYS => {
+                    cache.watcher_event_in::<crate::cache::Gateway>(Some("default"), Event::InitDone)
+                }
+                _ => cache.watcher_event_in::<crate::cache::HttpRoute>(Some("default"), Event::InitDone),
+            }
+        }
+    }
+    assert!(cache.synced());
+    assert_eq!(machine_ids(&cache, "default", &[]), ["a", "b"]);
+    assert_eq!(machine_ids(&cache, "default", &[("v", "2")]), ["a"]);
+}
