@@ -19,10 +19,16 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --all-targets -- -D warnings
 
-# Regenerate the ScaleRequest CRD from the Rust type.
+# Regenerate the ScaleRequest CRD from the Rust type, with its copies for the chart and kustomize.
 generate:
     cargo run --quiet -- crd > crds/scalerequest.yaml
     cp crds/scalerequest.yaml charts/machinist/crds/scalerequest.yaml
+    cp crds/scalerequest.yaml config/crd/scalerequest.yaml
+
+# Build the container image with podman from Debian packages (tools/image.sh); `just image --measure` also
+# prints its size and the seconds from `podman run` to ready.
+image *ARGS:
+    tools/image.sh {{ARGS}}
 
 # Print the OpenAPI document.
 openapi:

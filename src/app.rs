@@ -99,6 +99,14 @@ impl OperatorBuilder {
     /// serve nothing yet.
     pub async fn assemble(self) -> Result<Operator, AppError> {
         let OperatorBuilder { args, kube_config, ecs: ecs_settings } = self;
+        crate::metrics::init_series(&crate::metrics::Startup {
+            providers: &[("k8s", args.provider.k8s), ("ecs", args.provider.ecs)]
+                .iter()
+                .filter_map(|(name, on)| on.then_some(*name))
+                .collect::<Vec<_>>(),
+            auth_mode: args.edge.auth_mode.as_str(),
+            watch_stale_after: args.watch_stale_after,
+        });
         let mut scalers = Scalers::default();
 
         let kube = if args.provider.k8s {

@@ -129,6 +129,10 @@ pub struct OperatorArgs {
     #[arg(long = "shutdown-delay", env = "PLT_SHUTDOWN_DELAY_SECS", value_parser = parse_secs_or_zero)]
     pub shutdown_delay: Option<Duration>,
 
+    /// Log lines as `text` (coloured only on a terminal without NO_COLOR) or `json` (one object per line).
+    #[arg(long = "log-format", env = "PLT_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: crate::telemetry::LogFormat,
+
     #[command(flatten)]
     pub ecs: EcsArgs,
 
@@ -308,6 +312,10 @@ pub struct SandboxArgs {
     #[arg(long)]
     pub no_demo: bool,
 
+    /// Do not create the ScaleRequest CRD at start (it is, as `helm install` would).
+    #[arg(long)]
+    pub no_crds: bool,
+
     /// Milliseconds a new pod stays Pending before it runs.
     #[arg(long, default_value_t = 500)]
     pub pod_start_delay_ms: u64,
@@ -430,5 +438,17 @@ mod tests {
         };
         let s = fallbacks.settings().unwrap();
         assert_eq!((s.clusters, s.client.region), (vec!["legacy".to_string()], "us-west-2".to_string()));
+    }
+
+    #[test]
+    fn log_format_is_text_or_json() {
+        use crate::telemetry::LogFormat;
+        let Command::Run(run) = parse(&["run"]).unwrap().command else { unreachable!() };
+        assert_eq!(run.log_format, LogFormat::Text);
+        let Command::Sandbox(sb) = parse(&["sandbox", "--log-format", "json"]).unwrap().command else {
+            unreachable!()
+        };
+        assert_eq!(sb.operator.log_format, LogFormat::Json);
+        assert!(parse(&["run", "--log-format", "logfmt"]).is_err());
     }
 }

@@ -7,9 +7,14 @@ use tokio_util::sync::CancellationToken;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    machinist::telemetry::init();
+    machinist::telemetry::init(match &cli.command {
+        Command::Run(args) => args.log_format,
+        Command::Sandbox(args) => args.operator.log_format,
+        Command::Crd | Command::Openapi => Default::default(),
+    });
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
         Command::Run(args) => {
+            machinist::telemetry::log_startup(&args);
             let shutdown = CancellationToken::new();
             let signal = shutdown.clone();
             tokio::spawn(async move {

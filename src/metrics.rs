@@ -1,16 +1,17 @@
 //! The Prometheus registry and collectors.
 //!
 //! One process-wide registry, so every layer records without threading a handle through. Labels are
-//! bounded (kinds, verbs, routes, results): never a per-object value. Gauges that describe state
-//! (seconds since a watcher's last event) are computed at scrape time, so the hot path only bumps atomics.
+//! bounded (kinds, verbs, routes, results): never a per-object value. The series whose label values are
+//! known at start (per watched kind, per source, per tier) are created then at zero ([`init_series`],
+//! [`Metrics::watch_series`]), so rates and alerts see a 0 rather than nothing. It decides no health: the
+//! watch gauges mirror what `/health/readiness` uses so an alert can apply the same rule.
 
-use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
-use std::time::Instant;
+use std::sync::LazyLock;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -20,7 +21,10 @@ pub struct Metrics {
     pub watch_events: IntCounterVec,
     pub watch_errors: IntCounterVec,
     pub watch_relists: IntCounterVec,
-    watch_since_last_event: GaugeVec,
+    watch_last_event: GaugeVec,
+    watch_consecutive_errors: IntGaugeVec,
+    pub watch_stale_after: Gauge,
+    pub build_info: IntGaugeVec,
     pub provider_requests: IntCounterVec,
     pub reconciles: IntCounterVec,
     pub reconcile_duration: HistogramVec,
@@ -30,7 +34,6 @@ pub struct Metrics {
     pub ecs_throttled: IntCounterVec,
     pub auth_decisions: IntCounterVec,
     pub rate_limited: IntCounterVec,
-    last_event: Mutex<HashMap<String, Instant>>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -43,7 +46,6 @@ pub fn metrics() -> &'static Metrics {
 /// The text exposition of every metric, process metrics included.
 pub fn render() -> String {
     let m = metrics();
-    m.refresh_scrape_time_gauges();
     let mut buf = Vec::new();
     // Encoding our own well-formed families into a Vec cannot fail.
     let _ = TextEncoder::new().encode(&m.registry.gather(), &mut buf);
@@ -119,14 +121,41 @@ impl Metrics {
                 "Full relists of a watcher (initial list, or after 410 Gone), by kind.",
                 &["kind"],
             ),
-            watch_since_last_event: register(
+            watch_last_event: register(
                 &registry,
                 GaugeVec::new(
                     Opts::new(
-                        "machinist_watch_seconds_since_last_event",
-                        "Seconds since a watcher last received an event (bookmarks included), by kind.",
+                        "machinist_watch_last_event_timestamp_seconds",
+                        "Unix time of a watcher's last event (its start before the first), by kind and scope.",
                     ),
-                    &["kind"],
+                    &["kind", "scope"],
+                )
+                .expect("valid gauge"),
+            ),
+            watch_consecutive_errors: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "machinist_watch_consecutive_errors",
+                        "Errors of a watcher since its last event, by kind and scope.",
+                    ),
+                    &["kind", "scope"],
+                )
+                .expect("valid gauge"),
+            ),
+            watch_stale_after: register(
+                &registry,
+                Gauge::new(
+                    "machinist_watch_stale_after_seconds",
+                    "A failing watcher with no event for longer than this fails readiness (--watch-stale-after).",
+                )
+                .expect("valid gauge"),
+            ),
+            build_info: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new("machinist_build_info", "Always 1; the labels say which build is running."),
+                    &["version"],
                 )
                 .expect("valid gauge"),
             ),
@@ -183,33 +212,94 @@ impl Metrics {
                 "Requests refused by a rate limit, by tier.",
                 &["tier"],
             ),
-            last_event: Mutex::new(HashMap::new()),
             registry,
         }
     }
 
-    /// Records that a watcher of `kind` saw an event now.
-    pub fn watch_seen(&self, kind: &str) {
-        let mut last = self.last_event.lock().unwrap_or_else(|e| e.into_inner());
-        match last.get_mut(kind) {
-            Some(at) => *at = Instant::now(),
-            None => {
-                last.insert(kind.to_owned(), Instant::now());
-            }
+    /// The series of one watcher (`scope` is its namespace, `None` for all namespaces), created now: its
+    /// last-event time is now (readiness counts a watcher's start as its first event) and its counters of
+    /// events, errors and relists exist at zero.
+    pub fn watch_series(&self, kind: &str, scope: Option<&str>) -> WatchSeries {
+        let scope = scope.unwrap_or(ALL_NAMESPACES);
+        for event in WATCH_EVENTS {
+            self.watch_events.with_label_values(&[kind, event]);
         }
+        self.watch_errors.with_label_values(&[kind]);
+        self.watch_relists.with_label_values(&[kind]);
+        let series = WatchSeries {
+            last_event: self.watch_last_event.with_label_values(&[kind, scope]),
+            errors: self.watch_consecutive_errors.with_label_values(&[kind, scope]),
+            labels: [kind.to_string(), scope.to_string()],
+        };
+        series.event();
+        series
+    }
+}
+
+/// The `scope` label of a watcher over all namespaces (never a namespace name: those have no `*`).
+pub const ALL_NAMESPACES: &str = "*";
+
+/// The `event` label values of `machinist_watch_events_total`.
+const WATCH_EVENTS: [&str; 4] = ["apply", "delete", "init_apply", "init_done"];
+
+/// One watcher's gauges, held by its health entry so the per-event update finds them without a lookup.
+#[derive(Debug)]
+pub struct WatchSeries {
+    last_event: Gauge,
+    errors: IntGauge,
+    labels: [String; 2],
+}
+
+impl WatchSeries {
+    pub fn event(&self) {
+        self.last_event.set(unix_now());
+        self.errors.set(0);
     }
 
-    /// Seconds since a watcher of `kind` last saw an event; `None` before its first.
-    pub fn seconds_since_last_event(&self, kind: &str) -> Option<f64> {
-        let last = self.last_event.lock().unwrap_or_else(|e| e.into_inner());
-        last.get(kind).map(|at| at.elapsed().as_secs_f64())
+    pub fn error(&self) {
+        self.errors.inc();
     }
 
-    fn refresh_scrape_time_gauges(&self) {
-        let last = self.last_event.lock().unwrap_or_else(|e| e.into_inner());
-        for (kind, at) in last.iter() {
-            self.watch_since_last_event.with_label_values(&[kind.as_str()]).set(at.elapsed().as_secs_f64());
+    /// Drops the series (a watcher that will never run, such as an unserved Gateway API kind).
+    pub fn remove(self) {
+        let m = metrics();
+        let labels = [self.labels[0].as_str(), self.labels[1].as_str()];
+        let _ = m.watch_last_event.remove_label_values(&labels);
+        let _ = m.watch_consecutive_errors.remove_label_values(&labels);
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default()
+}
+
+/// What the operator is configured with, for the series [`init_series`] creates.
+pub struct Startup<'a> {
+    pub providers: &'a [&'a str],
+    pub auth_mode: &'a str,
+    pub watch_stale_after: std::time::Duration,
+}
+
+/// Sets the build info and the stale threshold, and creates at zero the series whose labels are known from
+/// the configuration. Per-kind watch series are created by [`Metrics::watch_series`] as watchers start.
+pub fn init_series(startup: &Startup<'_>) {
+    let m = metrics();
+    m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+    m.watch_stale_after.set(startup.watch_stale_after.as_secs_f64());
+    for source in ["crd", "rest"] {
+        m.reconciles.with_label_values(&[source, "success"]);
+        m.reconcile_duration.with_label_values(&[source]);
+    }
+    for provider in startup.providers {
+        m.writes.with_label_values(&[provider, "scale", "success"]);
+    }
+    if startup.auth_mode != "none" {
+        for result in ["allowed", "unauthenticated", "forbidden", "error"] {
+            m.auth_decisions.with_label_values(&[startup.auth_mode, result]);
         }
+    }
+    for tier in ["identity", "ip", "global"] {
+        m.rate_limited.with_label_values(&[tier]);
     }
 }
 
@@ -219,10 +309,10 @@ mod tests {
 
     #[test]
     fn every_family_has_help_and_a_prefix() {
-        metrics().watch_seen("pods");
+        let _series = metrics().watch_series("Pod", None);
         metrics().http_request_duration.with_label_values(&["GET", "/health/liveness", "200"]).observe(0.001);
         let text = render();
-        assert!(text.contains("machinist_watch_seconds_since_last_event{kind=\"pods\"}"));
+        assert!(text.contains("machinist_watch_last_event_timestamp_seconds{kind=\"Pod\",scope=\"*\"}"));
         for line in text.lines().filter(|l| l.starts_with("# HELP ")) {
             let mut parts = line.splitn(4, ' ');
             let name = parts.nth(2).unwrap_or_default();
@@ -231,12 +321,50 @@ mod tests {
         }
     }
 
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
     #[test]
-    fn seconds_since_last_event_grows() {
-        metrics().watch_seen("services");
-        let first = metrics().seconds_since_last_event("services").unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(5));
-        assert!(metrics().seconds_since_last_event("services").unwrap() > first);
-        assert!(metrics().seconds_since_last_event("never-seen").is_none());
+    fn a_watchers_series_follow_its_events_and_errors() {
+        let before = unix_now();
+        let series = metrics().watch_series("Service", Some("team-a"));
+        let at = "{kind=\"Service\",scope=\"team-a\"}";
+        let text = render();
+        assert!(
+            sample(&text, &format!("machinist_watch_last_event_timestamp_seconds{at}")).unwrap() >= before
+        );
+        assert_eq!(sample(&text, &format!("machinist_watch_consecutive_errors{at}")), Some(0.0));
+        assert_eq!(
+            sample(&text, "machinist_watch_events_total{event=\"delete\",kind=\"Service\"}"),
+            Some(0.0),
+            "counters exist at zero before the first event"
+        );
+        series.error();
+        series.error();
+        assert_eq!(sample(&render(), &format!("machinist_watch_consecutive_errors{at}")), Some(2.0));
+        series.event();
+        assert_eq!(sample(&render(), &format!("machinist_watch_consecutive_errors{at}")), Some(0.0));
+        series.remove();
+        assert!(!render().contains(&format!("machinist_watch_consecutive_errors{at}")));
+    }
+
+    #[test]
+    fn startup_series_exist_at_zero() {
+        init_series(&Startup {
+            providers: &["k8s"],
+            auth_mode: "static",
+            watch_stale_after: std::time::Duration::from_secs(600),
+        });
+        let text = render();
+        let version = env!("CARGO_PKG_VERSION");
+        assert!(text.contains(&format!("machinist_build_info{{version=\"{version}\"}} 1")), "{text}");
+        assert_eq!(sample(&text, "machinist_watch_stale_after_seconds"), Some(600.0));
+        assert_eq!(sample(&text, "machinist_reconcile_total{result=\"success\",source=\"crd\"}"), Some(0.0));
+        assert_eq!(
+            sample(&text, "machinist_auth_decisions_total{mode=\"static\",result=\"forbidden\"}"),
+            Some(0.0)
+        );
+        assert_eq!(sample(&text, "machinist_rate_limited_total{tier=\"ip\"}"), Some(0.0));
     }
 }

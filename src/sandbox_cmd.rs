@@ -28,7 +28,8 @@ pub enum SandboxRunError {
     Crashed,
 }
 
-fn sandbox_options(a: &SandboxArgs) -> SandboxOptions {
+/// The embedded API server's options from the `machinist sandbox` flags.
+pub fn sandbox_options(a: &SandboxArgs) -> SandboxOptions {
     SandboxOptions {
         listen: a.listen.clone(),
         token: a.token.clone(),
@@ -37,6 +38,7 @@ fn sandbox_options(a: &SandboxArgs) -> SandboxOptions {
         pod_start_delay: Duration::from_millis(a.pod_start_delay_ms),
         demo: !a.no_demo,
         extra_pods: a.pods,
+        crds: !a.no_crds,
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use machinist::metrics::{metrics, render};
+use machinist::metrics::{Startup, init_series, metrics, render};
 
 /// `machinist_*` names from the doc's table rows (`| \`name\` | ...`).
 fn documented() -> BTreeSet<String> {
@@ -37,7 +37,13 @@ fn touch_every_metric() {
     m.watch_events.with_label_values(&["Deployment", "apply"]).inc();
     m.watch_errors.with_label_values(&["Deployment"]).inc();
     m.watch_relists.with_label_values(&["Deployment"]).inc();
-    m.watch_seen("Deployment");
+    // Held by the watcher's health entry in the operator; dropping it keeps the series.
+    let _ = m.watch_series("deployments", None);
+    init_series(&Startup {
+        providers: &["k8s"],
+        auth_mode: "none",
+        watch_stale_after: std::time::Duration::from_secs(600),
+    });
     m.provider_requests.with_label_values(&["k8s", "list", "deployments"]).inc();
     m.reconciles.with_label_values(&["rest", "success"]).inc();
     m.reconcile_duration.with_label_values(&["rest"]).observe(0.1);

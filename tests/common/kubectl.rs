@@ -1,5 +1,6 @@
-//! Real `kubectl` (from PATH) with its own kubeconfig for a sandbox and its own discovery cache, in a temp
-//! dir, run from the repository root.
+//! Real `kubectl` with its own kubeconfig for a sandbox and its own discovery cache, in a temp dir, run from
+//! the repository root. It is the pinned one `tools/install-tools.sh` installs into `target/tools` (installed
+//! on first use), never whatever `kubectl` the PATH holds: a fresh machine has none.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -30,7 +31,7 @@ impl Kubectl {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("kubectl");
+        let mut c = Command::new(crate::common::tool("target/tools/kubectl/kubectl"));
         c.arg("--kubeconfig")
             .arg(self.dir.path().join("kubeconfig"))
             .arg("--cache-dir")

@@ -32,6 +32,8 @@ struct WatcherState {
     error_streak: u32,
     last_error: Option<String>,
     ended: bool,
+    /// The same state as metrics, for an alert that applies `check`'s rule.
+    series: crate::metrics::WatchSeries,
 }
 
 /// The health of every watcher, keyed `kind` or `kind/namespace`.
@@ -45,11 +47,24 @@ impl WatchHealth {
         self.watchers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn register(&self, id: &str) {
+    fn register(&self, kind: &str, ns: Option<&str>) {
+        let series = metrics().watch_series(kind, ns);
         self.lock().insert(
-            id.to_string(),
-            WatcherState { last_event: Instant::now(), error_streak: 0, last_error: None, ended: false },
+            watcher_id(kind, ns),
+            WatcherState {
+                last_event: Instant::now(),
+                error_streak: 0,
+                last_error: None,
+                ended: false,
+                series,
+            },
         );
+    }
+
+    fn remove(&self, id: &str) {
+        if let Some(s) = self.lock().remove(id) {
+            s.series.remove();
+        }
     }
 
     fn event(&self, id: &str) {
@@ -57,6 +72,7 @@ impl WatchHealth {
             s.last_event = Instant::now();
             s.error_streak = 0;
             s.last_error = None;
+            s.series.event();
         }
     }
 
@@ -64,6 +80,7 @@ impl WatchHealth {
         if let Some(s) = self.lock().get_mut(id) {
             s.error_streak += 1;
             s.last_error = Some(err);
+            s.series.error();
         }
     }
 
@@ -184,7 +201,7 @@ impl Ctx {
         K: K8sObject + Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
     {
         let id = watcher_id(K::KIND, ns.as_deref());
-        self.health.register(&id);
+        self.health.register(K::KIND, ns.as_deref());
         let stream = watcher(api);
         let ctx = self.clone();
         tokio::spawn(async move {
@@ -222,14 +239,14 @@ impl Ctx {
     ) -> JoinHandle<()> {
         let ctx = self.clone();
         let ids: Vec<String> = scopes.iter().map(|ns| watcher_id(kind, ns.as_deref())).collect();
-        for id in &ids {
-            self.health.register(id);
+        for ns in &scopes {
+            self.health.register(kind, ns.as_deref());
         }
         tokio::spawn(async move {
             let Some(ar) = ctx.discover(kind, api_kind).await else {
                 // Not served: nothing to watch, and nothing to be unhealthy about.
                 for id in &ids {
-                    ctx.health.lock().remove(id);
+                    ctx.health.remove(id);
                 }
                 ctx.cache.skip_kind(kind);
                 return;
@@ -295,7 +312,6 @@ async fn drive<K, R, S>(
         match item {
             Ok(event) => {
                 health.event(&id);
-                m.watch_seen(K::KIND);
                 let event = match event {
                     Event::Apply(o) => wrap(o).map(Event::Apply),
                     Event::Delete(o) => wrap(o).map(Event::Delete),
@@ -357,7 +373,7 @@ mod tests {
 
         // Three failures in a row, then the stream ends: unhealthy.
         let health = WatchHealth::default();
-        health.register(&id);
+        health.register("pods", Some("default"));
         let errors = stream::iter((0..3).map(|_| Err::<Event<DeserializeGuard<Pod>>, _>(gone())));
         drive::<Pod, _, _>(&cache, &health, errors, ns.clone(), id.clone(), |g| g.0.ok()).await;
         let reason = health.check(Duration::from_secs(600)).expect_err("unhealthy");
@@ -365,7 +381,7 @@ mod tests {
 
         // One failure (a 410), a relist with an object that does not decode, then a live event.
         let health = WatchHealth::default();
-        health.register(&id);
+        health.register("pods", Some("default"));
         let broken = json!({ "apiVersion": "v1", "kind": "Pod",
                              "metadata": { "name": "bad", "namespace": "default" },
                              "spec": { "containers": "not a list" } });
@@ -395,8 +411,8 @@ mod tests {
     #[test]
     fn health_reports_streaks_and_stopped_watchers() {
         let health = WatchHealth::default();
-        health.register("pods");
-        health.register("services");
+        health.register("pods", None);
+        health.register("services", None);
         assert_eq!(health.check(Duration::from_secs(1)), Ok(()));
         health.error("pods", "boom".into());
         assert_eq!(health.check(Duration::from_secs(600)), Ok(()), "one error is a restart, not a failure");
