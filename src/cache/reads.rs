@@ -11,6 +11,9 @@ use super::model::{ControllerKind, Fragment, LabelFilter};
 use super::store::{self, ControllerRec, ScopeData, select};
 use super::{Cache, ResolvedController, provider_name};
 
+/// One controller of a list, taken out of the cache to be rendered after its lock is released.
+type ListPart = (Arc<store::ControllerHead>, Vec<Fragment>);
+
 /// Why the cache cannot answer a read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
@@ -62,7 +65,7 @@ impl Cache {
     /// The body of the controller list, `{"controllers":[...]}`, as [`Cache::controllers`] has them. Rendered
     /// once per change of the scope and then shared: a read of an unchanged scope is a refcount bump.
     pub fn controller_list(&self, scope: &str) -> Result<bytes::Bytes> {
-        let (generation, parts): (u64, Vec<(Arc<store::ControllerHead>, Vec<Fragment>)>) = {
+        let (generation, parts): (u64, Vec<ListPart>) = {
             let inner = self.read();
             self.admit(&inner, scope)?;
             let Some(data) = inner.store.scope(scope) else {
