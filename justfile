@@ -17,7 +17,7 @@ fmt:
 
 lint:
     cargo fmt --all -- --check
-    cargo clippy --all-targets -- -D warnings
+    cargo clippy --workspace --all-targets -- -D warnings
 
 # Regenerate the ScaleRequest CRD from the Rust type, with its copies for the chart and kustomize.
 generate:

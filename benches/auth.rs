@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use common::{pct, quick};
 use machinist::api::auth::token_hash;
-use machinist::sandbox::review::Reviews;
-use machinist::sandbox::{Gvr, Sandbox, SandboxOptions};
+use machinist_sandbox::review::Reviews;
+use machinist_sandbox::{Gvr, Sandbox, SandboxOptions};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_ecs::types::{LaunchType, PropagateTags, Tag};
 use common::{hello_baseline, load, pct, print_floor_ratio, print_run, quick, same_bytes_baseline};
 use machinist::provider::ecs::{ClientOptions, EcsProvider, EcsSettings};
-use machinist::sandbox::ecs_emulator::{self as emulator, Emulator};
+use machinist_sandbox::ecs_emulator::{self as emulator, Emulator};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 

@@ -19,7 +19,7 @@ use common::{
 };
 
 use machinist::reconcile::crd::ScaleRequest;
-use machinist::sandbox::{Gvr, Sandbox, SandboxOptions, Store};
+use machinist_sandbox::{Gvr, Sandbox, SandboxOptions, Store};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::{pct, quick};
 use futures::StreamExt;
-use machinist::sandbox::{Gvr, Sandbox, SandboxOptions};
+use machinist_sandbox::{Gvr, Sandbox, SandboxOptions};
 use serde_json::{Value, json};
 
 const PODS: u32 = 10_000;

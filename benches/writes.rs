@@ -23,7 +23,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use kube::core::CustomResourceExt;
 use machinist::reconcile::crd::ScaleRequest;
-use machinist::sandbox::{Gvr, Sandbox, SandboxOptions, Store, seed};
+use machinist_sandbox::{Gvr, Sandbox, SandboxOptions, Store, seed};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 

@@ -121,13 +121,18 @@ impl OperatorBuilder {
                 None => kube::Config::infer().await.map_err(client::ClientError::from)?,
             };
             // kube-client's own retry stays off: watchers back off by themselves and the reconciler owns
-            // the write retry budget (STYLE anti-pattern 7).
-            let client = client::client_with(config, false).map_err(client::ClientError::from)?;
+            // the write retry budget (STYLE anti-pattern 7). Watches get a client of their own: their
+            // responses last minutes, every other call is bounded by --k8s-request-timeout.
+            let timeouts =
+                client::Timeouts { request: args.k8s_request_timeout, ..client::Timeouts::default() };
+            let client =
+                client::bounded(config.clone(), false, timeouts).map_err(client::ClientError::from)?;
+            let watch_client = client::watch_client(config, timeouts).map_err(client::ClientError::from)?;
             let cache = Arc::new(Cache::new_k8s(args.namespaces.clone()));
-            let watchers = watch::spawn_watchers(client.clone(), cache.clone(), &args.namespaces);
+            let watchers = watch::spawn_watchers(watch_client.clone(), cache.clone(), &args.namespaces);
             let scaler = write::K8sScaler::new(client.clone(), cache.clone(), write::RetryBudget::default());
             scalers.k8s = Some(Arc::new(scaler));
-            Some((client, cache, watchers))
+            Some((client, watch_client, cache, watchers))
         } else {
             None
         };
@@ -144,8 +149,10 @@ impl OperatorBuilder {
             None
         };
 
-        let reconciler = Reconciler::new(scalers);
-        let kube = kube.map(|(client, cache, watchers)| {
+        // A write's execution ends within --write-timeout whatever its calls do: a hung call must not keep
+        // its target's queue slot once its caller has been answered.
+        let reconciler = Reconciler::bounded(scalers, args.write_timeout);
+        let kube = kube.map(|(client, watch_client, cache, watchers)| {
             let writes =
                 write::K8sWrites::new(client.clone(), cache.clone(), reconciler.clone(), args.write_timeout);
             let provider = Arc::new(K8sProvider::new(
@@ -154,7 +161,7 @@ impl OperatorBuilder {
                 watchers.health.clone(),
                 args.watch_stale_after,
             ));
-            KubeParts { client, cache, watchers, provider }
+            KubeParts { client, watch_client, cache, watchers, provider }
         });
         if let Some(ecs) = &ecs {
             ecs.attach_queue(reconciler.clone(), args.write_timeout);
@@ -191,6 +198,8 @@ pub struct Spawned {
 /// The Kubernetes half of an assembled operator.
 pub struct KubeParts {
     pub client: kube::Client,
+    /// The client of the watches (`client::watch_client`).
+    pub watch_client: kube::Client,
     pub cache: Arc<Cache>,
     pub watchers: Watchers,
     pub provider: Arc<K8sProvider>,
@@ -223,7 +232,12 @@ impl Operator {
         if let Some(k) = &kube {
             providers.push(k.provider.clone());
             let identity = args.identity.clone().unwrap_or_else(default_identity);
-            let ctx = controller::Context::new(k.client.clone(), reconciler.clone(), &identity);
+            let ctx = controller::Context::with_watch_client(
+                k.client.clone(),
+                k.watch_client.clone(),
+                reconciler.clone(),
+                &identity,
+            );
             if args.leader_election {
                 let namespace =
                     args.lease_namespace.clone().unwrap_or_else(|| k.client.default_namespace().to_string());

@@ -108,9 +108,15 @@ pub struct OperatorArgs {
     #[arg(long, env = "PLT_K8S_WATCH_STALE_SECS", default_value = "600", value_parser = parse_secs)]
     pub watch_stale_after: Duration,
 
-    /// How long a REST write waits for the provider to accept it before answering 504.
+    /// How long a REST write waits for the provider to accept it before answering 504; also the bound of
+    /// one write's execution, so a hung call frees its target for the next write after this long.
     #[arg(long, env = "PLT_WRITE_TIMEOUT_SECS", default_value = "10", value_parser = parse_secs)]
     pub write_timeout: Duration,
+
+    /// Bound of one Kubernetes API request (connect, send, each wait for the response); watches are bounded
+    /// by their server-side timeout (290 s) plus 15 s instead.
+    #[arg(long = "k8s-request-timeout", env = "PLT_K8S_REQUEST_TIMEOUT_SECS", default_value = "10", value_parser = parse_secs)]
+    pub k8s_request_timeout: Duration,
 
     /// Run the ScaleRequest controller only while holding the Lease `machinist-leader`.
     #[arg(long, env = "PLT_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
@@ -131,7 +137,7 @@ pub struct OperatorArgs {
 
     /// Log lines as `text` (coloured only on a terminal without NO_COLOR) or `json` (one object per line).
     #[arg(long = "log-format", env = "PLT_LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: crate::telemetry::LogFormat,
+    pub log_format: LogFormat,
 
     #[command(flatten)]
     pub ecs: EcsArgs,
@@ -259,6 +265,11 @@ pub struct EcsArgs {
     #[arg(long = "ecs-poll-interval", env = "PLT_ECS_POLL_INTERVAL_SECS", default_value = "5", value_parser = parse_secs)]
     pub poll_interval: Duration,
 
+    /// Seconds a cluster may go without a successful refresh before /health/readiness fails; failed
+    /// refreshes short of that (throttling, a brief outage) are reported in /providers only.
+    #[arg(long = "ecs-stale-after", env = "PLT_ECS_STALE_SECS", default_value = "120", value_parser = parse_secs)]
+    pub stale_after: Duration,
+
     /// The original machinist's single cluster, used when `PLT_ECS_CLUSTERS` names none.
     #[arg(long = "ecs-cluster", env = "PLT_ECS_CLUSTER", hide = true)]
     pub cluster: Option<String>,
@@ -285,7 +296,29 @@ impl EcsArgs {
         }
         let region =
             set(&self.region).or_else(|| set(&self.aws_region)).or_else(|| set(&self.aws_default_region));
-        EcsSettings::new(region, clusters, self.poll_interval)
+        let mut settings = EcsSettings::new(region, clusters, self.poll_interval)?;
+        settings.stale_after = self.stale_after;
+        Ok(settings)
+    }
+}
+
+/// `--log-format` / `PLT_LOG_FORMAT`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines; coloured only when stderr is a terminal and `NO_COLOR` is unset.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`, `message` and the event's fields), never
+    /// coloured.
+    Json,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
     }
 }
 
@@ -420,6 +453,7 @@ mod tests {
             region: region.map(String::from),
             clusters: clusters.into(),
             poll_interval: Duration::from_secs(5),
+            stale_after: Duration::from_secs(120),
             cluster: None,
             aws_region: None,
             aws_default_region: None,
@@ -442,7 +476,6 @@ mod tests {
 
     #[test]
     fn log_format_is_text_or_json() {
-        use crate::telemetry::LogFormat;
         let Command::Run(run) = parse(&["run"]).unwrap().command else { unreachable!() };
         assert_eq!(run.log_format, LogFormat::Text);
         let Command::Sandbox(sb) = parse(&["sandbox", "--log-format", "json"]).unwrap().command else {

@@ -1,3 +1,8 @@
+//! The `machinist` binary: `run` (the operator), `sandbox` (the embedded API server with the operator on
+//! it), `crd` and `openapi`. The operator is the `machinist` library; the sandbox is `machinist-sandbox`.
+
+mod sandbox_cmd;
+
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -23,7 +28,7 @@ async fn main() -> ExitCode {
             });
             machinist::app::OperatorBuilder::new(args).run(shutdown).await.map_err(Into::into)
         }
-        Command::Sandbox(args) => machinist::sandbox_cmd::run_sandbox(args).await.map_err(Into::into),
+        Command::Sandbox(args) => sandbox_cmd::run_sandbox(args).await.map_err(Into::into),
         Command::Crd => {
             print!("{}", machinist::reconcile::crd::crd_yaml());
             Ok(())

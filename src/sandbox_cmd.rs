@@ -1,18 +1,18 @@
 //! `machinist sandbox`: the embedded API server with demo workloads, the ECS emulator if asked, and the
 //! operator pointed at them, until SIGINT/SIGTERM.
 //!
-//! Glue only: it composes the sandbox (which knows nothing of the operator) with an [`OperatorBuilder`]
-//! and owns no behaviour of either.
+//! Part of the binary, not of the operator library. Glue only: it composes the sandbox crate (which knows
+//! nothing of the operator) with an [`OperatorBuilder`] and owns no behaviour of either.
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{AppError, OperatorBuilder};
-use crate::config::SandboxArgs;
-use crate::provider::ecs::{ClientOptions, EcsSettings};
-use crate::sandbox::ecs_emulator::{self, EmulatorError};
-use crate::sandbox::{Sandbox, SandboxError, SandboxOptions};
+use machinist::app::{AppError, OperatorBuilder};
+use machinist::config::SandboxArgs;
+use machinist::provider::ecs::{ClientOptions, EcsSettings};
+use machinist_sandbox::ecs_emulator::{self, EmulatorError};
+use machinist_sandbox::{Sandbox, SandboxError, SandboxOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxRunError {
@@ -87,7 +87,7 @@ pub async fn run_sandbox(args: SandboxArgs) -> Result<(), SandboxRunError> {
         Some(spawned.task)
     };
 
-    crate::sandbox::cli::wait_for_signal().await;
+    machinist_sandbox::signal::wait_for_signal().await;
     tracing::info!("shutting down");
     shutdown.cancel();
     let result = match operator {

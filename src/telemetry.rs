@@ -7,27 +7,7 @@
 
 use std::io::IsTerminal;
 
-use crate::config::OperatorArgs;
-
-/// `--log-format` / `PLT_LOG_FORMAT`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines; coloured only when stderr is a terminal and `NO_COLOR` is unset.
-    #[default]
-    Text,
-    /// One JSON object per line (`timestamp`, `level`, `target`, `message` and the event's fields), never
-    /// coloured.
-    Json,
-}
-
-impl LogFormat {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogFormat::Text => "text",
-            LogFormat::Json => "json",
-        }
-    }
-}
+use crate::config::{LogFormat, OperatorArgs};
 
 /// Installs the process-wide subscriber (a second call does nothing).
 pub fn init(format: LogFormat) {

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use machinist::api::auth::token_hash;
 use machinist::app::OperatorBuilder;
-use machinist::sandbox::review::Reviews;
-use machinist::sandbox::{Gvr, Sandbox, SandboxOptions};
+use machinist_sandbox::review::Reviews;
+use machinist_sandbox::{Gvr, Sandbox, SandboxOptions};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;

@@ -15,7 +15,7 @@ use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use machinist::cache::Cache;
 use machinist::cache::model::{Controller, Machine};
 use machinist::provider::k8s::{client, watch};
-use machinist::sandbox::{Sandbox, SandboxOptions};
+use machinist_sandbox::{Sandbox, SandboxOptions};
 use serde_json::json;
 
 const LIMIT: Duration = Duration::from_secs(20);

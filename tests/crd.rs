@@ -38,7 +38,7 @@ fn examples_are_valid_scalerequests() {
     assert!(seen >= 3, "examples/ holds a k8s, a kind-pinned and an ecs request");
 }
 
-async fn scalerequests() -> (machinist::sandbox::Sandbox, Api<DynamicObject>) {
+async fn scalerequests() -> (machinist_sandbox::Sandbox, Api<DynamicObject>) {
     let (sb, client) = common::start().await;
     let ns = common::fresh_namespace(&sb);
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use machinist::sandbox::Gvr;
+use machinist_sandbox::Gvr;
 use serde_json::json;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");

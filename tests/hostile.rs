@@ -11,8 +11,8 @@ use common::operator;
 use std::time::Duration;
 
 use machinist::api::auth::token_hash;
-use machinist::sandbox::review::Reviews;
-use machinist::sandbox::{Gvr, Sandbox};
+use machinist_sandbox::review::Reviews;
+use machinist_sandbox::{Gvr, Sandbox};
 use operator::{quick_sandbox, workload};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

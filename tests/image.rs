@@ -20,7 +20,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use machinist::sandbox::{Gvr, SandboxOptions};
+use machinist_sandbox::{Gvr, SandboxOptions};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use serde_yaml::Value;

@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use machinist::sandbox::Gvr;
+use machinist_sandbox::Gvr;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -40,7 +40,7 @@ fn run(program: &Path, args: &[&str], home: &Path) -> String {
 /// build and the pinned kubectl.
 const CRD_UPGRADE: &str = "machinist crd | kubectl apply --server-side --force-conflicts -f -";
 
-fn deployment_image(sb: &machinist::sandbox::Sandbox) -> Option<String> {
+fn deployment_image(sb: &machinist_sandbox::Sandbox) -> Option<String> {
     let d = sb.store.get(&Gvr::deployments(), "machinist", "machinist")?;
     d.pointer("/spec/template/spec/containers/0/image").and_then(|v| v.as_str()).map(str::to_string)
 }

@@ -49,6 +49,7 @@ fn touch_every_metric() {
     m.reconcile_duration.with_label_values(&["rest"]).observe(0.1);
     m.queue_depth.set(0);
     m.leader.set(0);
+    m.api_served.with_label_values(&["gateways"]).set(1);
     m.writes.with_label_values(&["k8s", "scale", "success"]).inc();
     m.ecs_throttled.with_label_values(&["UpdateService"]).inc();
     m.auth_decisions.with_label_values(&["token", "allowed"]).inc();

@@ -8,8 +8,8 @@ use common::operator;
 
 use std::time::Duration;
 
-use machinist::sandbox::review::Reviews;
-use machinist::sandbox::{Gvr, Sandbox};
+use machinist_sandbox::review::Reviews;
+use machinist_sandbox::{Gvr, Sandbox};
 use operator::{Reply, quick_sandbox, reply, workload};
 use serde_json::{Value, json};
 

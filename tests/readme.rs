@@ -161,7 +161,7 @@ fn the_readmes_first_steps_work_as_written() {
 /// this; the test above runs it); `--no-crds` leaves the cluster without it, for trying an install by hand.
 #[tokio::test]
 async fn the_sandbox_serves_the_scalerequest_crd_unless_no_crds() {
-    use machinist::sandbox::{Gvr, Sandbox, SandboxOptions};
+    use machinist_sandbox::{Gvr, Sandbox, SandboxOptions};
 
     let shipped: serde_json::Value = serde_yaml::from_str(
         &std::fs::read_to_string(Path::new(ROOT).join("crds/scalerequest.yaml")).expect("crds/"),

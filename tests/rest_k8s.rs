@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use machinist::sandbox::controllers::set_pod_condition;
-use machinist::sandbox::{Gvr, SandboxOptions};
+use machinist_sandbox::controllers::set_pod_condition;
+use machinist_sandbox::{Gvr, SandboxOptions};
 use operator::{
     Operator, all_ready, assert_common_headers, assert_controller_shape, assert_machine_shape,
     assert_service_shape, by_id, create, ids, items, quick_sandbox, workload,
@@ -481,7 +481,7 @@ async fn reads_stay_complete_while_watches_drop_and_history_is_compacted() {
 
 #[tokio::test]
 async fn before_the_first_sync_reads_answer_503_cache_not_ready_never_an_empty_list() {
-    let sandbox = machinist::sandbox::Sandbox::start(quick_sandbox()).await.expect("sandbox");
+    let sandbox = machinist_sandbox::Sandbox::start(quick_sandbox()).await.expect("sandbox");
     let ns = common::fresh_namespace(&sandbox);
     for i in 0..3 {
         sandbox

@@ -7,7 +7,7 @@ use common::operator;
 
 use std::time::{Duration, Instant};
 
-use machinist::sandbox::Gvr;
+use machinist_sandbox::Gvr;
 use operator::{
     all_ready, assert_common_headers, assert_controller_shape, assert_machine_shape, create, ids, items,
     quick_sandbox, workload,
@@ -168,7 +168,7 @@ async fn k8s_writes_scale_label_apply_and_delete() {
 
 #[tokio::test]
 async fn bad_input_gets_a_problem_and_changes_nothing() {
-    let sandbox = machinist::sandbox::Sandbox::start(quick_sandbox()).await.expect("sandbox");
+    let sandbox = machinist_sandbox::Sandbox::start(quick_sandbox()).await.expect("sandbox");
     let ns = common::fresh_namespace(&sandbox);
     let other = common::fresh_namespace(&sandbox);
     let op = operator::start_on(sandbox, &["--namespaces", &ns], None).await;

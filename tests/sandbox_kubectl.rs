@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use kubectl::Kubectl;
-use machinist::sandbox::{Gvr, Sandbox, SandboxOptions};
+use machinist_sandbox::{Gvr, Sandbox, SandboxOptions};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 

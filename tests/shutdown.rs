@@ -19,7 +19,7 @@ use common::eventually;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
-use machinist::sandbox::Gvr;
+use machinist_sandbox::Gvr;
 use operator::workload;
 use replica::Replica;
 use serde_json::{Value, json};

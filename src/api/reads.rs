@@ -138,6 +138,7 @@ pub async fn providers(State(state): State<ApiState>) -> axum::Json<Vec<Provider
                     apply: false,
                     gateways: false,
                     httproutes: false,
+                    scale_requests: false,
                 },
                 health: Health { healthy: false, synced: false, reason: Some("not enabled".into()) },
             });

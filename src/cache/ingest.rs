@@ -2,8 +2,9 @@
 //! `Init` and `InitDone`) and the ECS poller's full or targeted refreshes, each projected and indexed once,
 //! with the object-count gauges kept current.
 //!
-//! Synchronous: each change takes the write lock once and never awaits. It answers no reads (`reads`) and
-//! decides no readiness beyond marking a unit listed (`readiness`).
+//! machinist's own writes are pinned against late watch events (`pins`). Synchronous: each change takes the
+//! write lock once and never awaits. It answers no reads (`reads`) and decides no readiness beyond marking a
+//! unit listed (`readiness`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use kube::runtime::watcher::Event;
 
 use super::model::{ControllerKind, Machine, Service};
+use super::pins::Seen;
 use super::project::{self, K8sObject, ObjectKey, Projection, kinds, provider_metadata};
 use super::store::{ScopeData, Store};
 use super::{Cache, ControllerRecord, Inner, Relist, SyncKey, provider_name};
@@ -19,14 +21,15 @@ use crate::metrics::metrics;
 impl Cache {
     // ---- Kubernetes watchers
 
-    /// Project and upsert one object (also the write path's read-your-writes). A copy older (by
-    /// resourceVersion) than the cached one is ignored, so a write's response cannot undo a newer event.
+    /// The write path's read-your-writes: project and upsert an object a write returned. A copy older (by
+    /// resourceVersion) than the cached one is ignored, so a write's response cannot undo a newer event; an
+    /// applied one is pinned against late watch events (`pins`).
     pub fn apply<K: K8sObject>(&self, obj: &K) {
         self.apply_checked(obj, true);
     }
 
-    /// `fresher_only`: refuse a copy older than the cached one (the write path races the watcher).
-    fn apply_checked<K: K8sObject>(&self, obj: &K, fresher_only: bool) {
+    /// `write`: the object comes from a write's response (else from the watch).
+    fn apply_checked<K: K8sObject>(&self, obj: &K, write: bool) {
         let key = obj.key();
         let rv = obj.resource_version();
         let projection = obj.project();
@@ -34,7 +37,7 @@ impl Cache {
         if !self.accepts(&key) {
             return;
         }
-        if fresher_only
+        if write
             && let (Some(new), Some(cached)) =
                 (rv, inner.store.cached_rv(K::KIND, key.namespace.as_deref().unwrap_or_default(), &key.name))
             && new < cached
@@ -42,13 +45,35 @@ impl Cache {
             tracing::debug!(kind = K::KIND, name = %key.name, new, cached, "ignoring an older copy");
             return;
         }
+        if !write && !inner.pins.admit(K::KIND, &key, rv, Seen::Apply) {
+            tracing::debug!(kind = K::KIND, name = %key.name, ?rv, "ignoring a watch event older than our write");
+            return;
+        }
         apply_projection(&mut inner, K::KIND, &key, projection, rv.unwrap_or(0));
+        if write {
+            inner.pins.wrote(K::KIND, &key, rv);
+        }
         self.update_counts(&inner, K::KIND);
     }
 
+    /// The write path's read-your-writes of a deletion: `obj` is what the delete answered (its
+    /// resourceVersion, when it has one, pins the deletion against late watch events that would resurrect it).
     pub fn delete<K: K8sObject>(&self, obj: &K) {
         let key = obj.key();
         let mut inner = self.write();
+        let cached = inner.store.cached_rv(K::KIND, key.namespace.as_deref().unwrap_or_default(), &key.name);
+        remove_key(&mut inner, K::KIND, &key);
+        inner.pins.deleted(K::KIND, &key, obj.resource_version().max(cached));
+        self.update_counts(&inner, K::KIND);
+    }
+
+    fn delete_seen<K: K8sObject>(&self, obj: &K) {
+        let key = obj.key();
+        let mut inner = self.write();
+        if !inner.pins.admit(K::KIND, &key, obj.resource_version(), Seen::Delete) {
+            tracing::debug!(kind = K::KIND, name = %key.name, "ignoring a watch delete older than our write");
+            return;
+        }
         remove_key(&mut inner, K::KIND, &key);
         self.update_counts(&inner, K::KIND);
     }
@@ -66,12 +91,12 @@ impl Cache {
         match event {
             Event::Apply(obj) => {
                 m.watch_events.with_label_values(&[K::KIND, "apply"]).inc();
-                // The watch is the order of truth: its events always apply.
+                // The watch is the order of truth, except against machinist's own newer writes (`pins`).
                 self.apply_checked(&obj, false);
             }
             Event::Delete(obj) => {
                 m.watch_events.with_label_values(&[K::KIND, "delete"]).inc();
-                self.delete(&obj);
+                self.delete_seen(&obj);
             }
             Event::Init => {
                 let mut inner = self.write();
@@ -182,6 +207,7 @@ impl Cache {
         services: Vec<Service>,
     ) {
         let mut inner = self.write();
+        inner.missing.remove(scope);
         let store = &mut inner.store;
         store.scopes.remove(scope);
         for c in controllers {
@@ -334,14 +360,21 @@ fn swap_kind(
     namespace: Option<&str>,
     buffered: Vec<(ObjectKey, u64, Projection)>,
 ) {
+    inner.pins.prune();
     let listed: HashSet<&ObjectKey> = buffered.iter().map(|(k, _, _)| k).collect();
-    let gone: Vec<ObjectKey> =
-        keys_of(&inner.store, kind, namespace).into_iter().filter(|k| !listed.contains(k)).collect();
+    // The list may predate machinist's own recent writes: those stay until the watch that follows delivers
+    // them (`pins`).
+    let gone: Vec<ObjectKey> = keys_of(&inner.store, kind, namespace)
+        .into_iter()
+        .filter(|k| !listed.contains(k) && !inner.pins.keeps_unlisted(kind, k))
+        .collect();
     drop(listed);
     for key in &gone {
         remove_key(inner, kind, key);
     }
     for (key, rv, projection) in buffered {
-        apply_projection(inner, kind, &key, projection, rv);
+        if inner.pins.admit_listed(kind, &key, rv) {
+            apply_projection(inner, kind, &key, projection, rv);
+        }
     }
 }

@@ -18,6 +18,7 @@
 
 mod ingest;
 pub mod model;
+mod pins;
 mod project;
 mod quantity;
 mod readiness;
@@ -31,10 +32,21 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use self::model::{ControllerKind, Fragment, LabelFilter, Labels, Machine, Service};
+use self::pins::Pins;
 pub use self::project::{Gateway, HttpRoute, K8sObject, ObjectKey, Projection, format_time, kinds};
 pub use self::quantity::Quantity;
-pub use self::reads::ReadError;
 use self::store::Store;
+
+/// Why the cache cannot answer a read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    #[error("the {provider} cache has not finished its first sync")]
+    NotReady { provider: &'static str, retry_after_secs: u64 },
+    #[error("{scope_kind} {scope} is not watched by machinist")]
+    ScopeNotWatched { scope_kind: &'static str, scope: String },
+    #[error("{0}")]
+    NotFound(String),
+}
 
 /// A controller without its machines (machines attach by `Machine.controller`).
 #[derive(Clone, Debug, PartialEq)]
@@ -70,6 +82,10 @@ struct Inner {
     /// The namespace watcher is not running (namespaces configured, or skipped): scopes are not checked
     /// against existing namespaces.
     namespaces_known: bool,
+    /// machinist's own writes, protected from late watch events (`pins`).
+    pins: Pins,
+    /// Scopes the provider says do not exist (an ECS cluster that is not there), with what reads answer.
+    missing: HashMap<String, String>,
 }
 
 /// A list in progress.
@@ -137,6 +153,8 @@ impl Cache {
                 ready,
                 relists: HashMap::new(),
                 namespaces_known,
+                pins: Pins::default(),
+                missing: HashMap::new(),
             }),
             list_memo: Mutex::new(HashMap::new()),
         }

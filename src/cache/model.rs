@@ -174,6 +174,9 @@ pub struct Capabilities {
     pub apply: bool,
     pub gateways: bool,
     pub httproutes: bool,
+    /// The cluster serves the ScaleRequest CRD, so ScaleRequests are reconciled (Kubernetes only; a
+    /// ScaleRequest may still target an ECS service).
+    pub scale_requests: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]

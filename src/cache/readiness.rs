@@ -4,8 +4,9 @@
 //! It owns no data of its own (the flags live in the cache's `Inner`) and serves nothing: `reads` asks
 //! [`Cache::admit`] before every read, the providers ask [`Cache::admit_write`] before every write.
 
-use super::reads::{ReadError, Result};
-use super::{Cache, Inner, SyncKey};
+use super::{Cache, Inner, ReadError, SyncKey};
+
+type Result<T, E = ReadError> = std::result::Result<T, E>;
 
 /// Seconds a `cache-not-ready` answer asks the client to wait.
 const NOT_READY_RETRY_SECS: u64 = 2;
@@ -66,7 +67,20 @@ impl Cache {
         if self.configured.is_empty() && inner.namespaces_known && !inner.store.namespaces.contains(scope) {
             return Err(not_watched());
         }
+        if let Some(message) = inner.missing.get(scope) {
+            return Err(ReadError::NotFound(message.clone()));
+        }
         Ok(())
+    }
+
+    /// A configured scope the provider found not to exist (an ECS cluster that is not there): it counts as
+    /// listed, so it holds back neither readiness nor the other scopes' reads, and its reads answer 404
+    /// with `message` until a refresh finds it ([`Cache::replace_scope`]).
+    pub fn mark_missing(&self, scope: &str, message: String) {
+        let mut inner = self.write();
+        inner.store.scopes.remove(scope);
+        inner.missing.insert(scope.to_string(), message);
+        self.mark_synced(&mut inner, (self.provider, Some(scope.to_string())));
     }
 
     /// Whether a write may name `scope`: `ScopeNotWatched` outside the configured scopes (`--namespaces`,

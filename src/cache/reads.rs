@@ -9,23 +9,12 @@ use std::sync::Arc;
 
 use super::model::{ControllerKind, Fragment, LabelFilter};
 use super::store::{self, ControllerRec, ScopeData, select};
-use super::{Cache, ResolvedController, provider_name};
+use super::{Cache, ReadError, ResolvedController, provider_name};
 
 /// One controller of a list, taken out of the cache to be rendered after its lock is released.
 type ListPart = (Arc<store::ControllerHead>, Vec<Fragment>);
 
-/// Why the cache cannot answer a read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReadError {
-    #[error("the {provider} cache has not finished its first sync")]
-    NotReady { provider: &'static str, retry_after_secs: u64 },
-    #[error("{scope_kind} {scope} is not watched by machinist")]
-    ScopeNotWatched { scope_kind: &'static str, scope: String },
-    #[error("{0}")]
-    NotFound(String),
-}
-
-pub type Result<T, E = ReadError> = std::result::Result<T, E>;
+type Result<T, E = ReadError> = std::result::Result<T, E>;
 
 impl Cache {
     pub fn machine(&self, scope: &str, id: &str) -> Result<Fragment> {

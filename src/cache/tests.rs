@@ -3,5 +3,6 @@
 mod ecs;
 mod fixtures;
 mod ingest;
+mod pins;
 mod projection;
 mod readiness;

@@ -62,6 +62,9 @@ pub struct Scaled {
     pub applied: i32,
     /// The served Controller after the write, as the cache holds it (read-your-writes).
     pub controller: Option<Fragment>,
+    /// Who asked for `applied` (`a REST write`, `ScaleRequest ns/name`), set by the queue: a caller whose
+    /// count was superseded while it waited learns which write won.
+    pub by: Option<String>,
 }
 
 impl Scaled {

@@ -13,16 +13,17 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
 
 use super::autoscalers::AutoscalerLists;
 use super::crd::{Phase, ScaleRequest, ScaleRequestStatus};
 use super::plan::{self, Action, Desired, Observed};
+use super::queue::Fence;
 use super::run::Reconciler;
 use super::status::{Transition, event_of, next_status, set_condition, status_patch};
 use crate::cache::model::ControllerKind;
@@ -39,6 +40,10 @@ pub enum ControllerError {
     NoNamespace(String),
     #[error("writing the status of ScaleRequest {name}: {source}")]
     Status { name: String, source: kube::Error },
+    /// The status write's resourceVersion precondition failed: this reconcile saw an older copy (or another
+    /// replica wrote since). Not an error: the newer copy is reconciled instead.
+    #[error("ScaleRequest {0} changed since this reconcile read it")]
+    Stale(String),
     #[error("deleting the finished ScaleRequest {name}: {source}")]
     Delete { name: String, source: kube::Error },
     #[error("the reconcile of ScaleRequest {0} failed unexpectedly")]
@@ -48,6 +53,9 @@ pub enum ControllerError {
 /// What each reconcile gets.
 pub struct Context {
     client: Client,
+    /// The client of the ScaleRequest watch (`client::watch_client`): bounded above the watch timeout,
+    /// where `client` is bounded per request.
+    watch_client: Client,
     reconciler: Arc<Reconciler>,
     recorder: Recorder,
     /// Consecutive retries per request (namespace/name), for the backoff of a missing target or a failed
@@ -58,19 +66,61 @@ pub struct Context {
     /// the previous one.
     previous: Mutex<HashMap<String, (i64, i32)>>,
     autoscalers: AutoscalerLists,
+    /// This replica's leadership, once [`run_while_leader`] runs: reconciles write only while it reads true.
+    leader: std::sync::OnceLock<watch::Receiver<bool>>,
+    /// The ScaleRequests the running controllers have listed, to find a newer request for the same target.
+    requests: Mutex<Vec<Store<ScaleRequest>>>,
 }
 
 impl Context {
     pub fn new(client: Client, reconciler: Arc<Reconciler>, identity: &str) -> Arc<Context> {
+        Context::with_watch_client(client.clone(), client, reconciler, identity)
+    }
+
+    /// [`Context::new`] watching ScaleRequests through `watch_client`.
+    pub fn with_watch_client(
+        client: Client,
+        watch_client: Client,
+        reconciler: Arc<Reconciler>,
+        identity: &str,
+    ) -> Arc<Context> {
         let reporter = Reporter { controller: "machinist".into(), instance: Some(identity.to_string()) };
         Arc::new(Context {
             recorder: Recorder::new(client.clone(), reporter),
             autoscalers: AutoscalerLists::new(client.clone()),
             client,
+            watch_client,
             reconciler,
             retries: Mutex::new(HashMap::new()),
             previous: Mutex::new(HashMap::new()),
+            leader: std::sync::OnceLock::new(),
+            requests: Mutex::new(Vec::new()),
         })
+    }
+
+    /// A request for the same target created after `sr` (and not failed), if the controllers have listed
+    /// one: the newest request for a target wins, whatever order the requests are reconciled in (after a
+    /// failover the new leader reconciles every pending request at once, in no particular order).
+    fn newer_request_for(&self, sr: &ScaleRequest) -> Option<Arc<ScaleRequest>> {
+        let mine = target_of(sr)?;
+        let created = |r: &ScaleRequest| (r.metadata.creation_timestamp.clone().map(|t| t.0), r.name_any());
+        let stores = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        stores
+            .iter()
+            .flat_map(|store| store.state())
+            .filter(|other| other.uid() != sr.uid() && target_of(other).as_ref() == Some(&mine))
+            .filter(|other| other.status.as_ref().and_then(|s| s.phase) != Some(Phase::Failed))
+            .filter(|other| created(other) > created(sr))
+            .max_by_key(|other| created(other))
+    }
+
+    /// The fence of this replica's writes (none without leader election).
+    fn fence(&self) -> Fence {
+        self.leader.get().cloned()
+    }
+
+    fn leading(&self) -> bool {
+        self.leader.get().is_none_or(|leading| *leading.borrow())
     }
 
     fn next_retry(&self, key: &str) -> Duration {
@@ -102,6 +152,33 @@ impl Context {
     fn reset_retries(&self, key: &str) {
         self.retries.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
+
+    /// Forget the per-request state (retries, previous counts) of every request `exists` denies: a request
+    /// deleted while it failed is never reconciled again, so nothing else would clear it.
+    fn prune(&self, exists: impl Fn(&str) -> bool) {
+        self.retries.lock().unwrap_or_else(|p| p.into_inner()).retain(|key, _| exists(key));
+        self.previous.lock().unwrap_or_else(|p| p.into_inner()).retain(|key, _| exists(key));
+    }
+
+    /// Requests with per-request state held (retries or a remembered previous count).
+    pub fn tracked_requests(&self) -> usize {
+        let retries = self.retries.lock().unwrap_or_else(|p| p.into_inner());
+        let previous = self.previous.lock().unwrap_or_else(|p| p.into_inner());
+        retries.keys().chain(previous.keys()).collect::<std::collections::HashSet<_>>().len()
+    }
+}
+
+/// How often the per-request state of deleted requests is pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(5);
+
+/// The target a request names: (provider, scope, name); a Kubernetes target lives in the request's namespace.
+fn target_of(sr: &ScaleRequest) -> Option<(TargetProvider, String, String)> {
+    let target = &sr.spec.target;
+    let scope = match target.provider {
+        TargetProvider::K8s => sr.namespace()?,
+        TargetProvider::Ecs => target.scope.clone()?,
+    };
+    Some((target.provider, scope, target.name.clone()))
 }
 
 /// Aborts the task when dropped: a stopped controller (lost lease, shutdown) cancels its reconciles as it
@@ -193,6 +270,18 @@ async fn reconcile(sr: Arc<ScaleRequest>, ctx: Arc<Context>) -> Result<Requeue, 
     let not_found = || not_found(target.provider, &scope, &target.name, kind).to_string();
 
     match plan::plan(&desired, obs) {
+        Action::Apply if ctx.newer_request_for(&sr).is_some() => {
+            let newer = ctx.newer_request_for(&sr).expect("just found");
+            ctx.forget(&key);
+            let by = format!(
+                "ScaleRequest {}/{}, created later,",
+                newer.namespace().unwrap_or_default(),
+                newer.name_any()
+            );
+            let t = Transition::Beaten { requested: sr.spec.replicas, won: newer.spec.replicas, by };
+            update(&sr, &ctx, &status, generation, &t).await?;
+            Ok(after_finish(&sr))
+        }
         Action::Apply => {
             let mut status = status.clone();
             let target_key = TargetKey {
@@ -209,8 +298,14 @@ async fn reconcile(sr: Arc<ScaleRequest>, ctx: Arc<Context>) -> Result<Requeue, 
                     _ => None,
                 }
             };
-            let write =
-                ctx.reconciler.scale_within(Source::Crd, CRD_WRITE_DEADLINE, &target_key, sr.spec.replicas);
+            let write = ctx.reconciler.scale_within_fenced(
+                Source::Crd,
+                CRD_WRITE_DEADLINE,
+                &target_key,
+                sr.spec.replicas,
+                ctx.fence(),
+                format!("ScaleRequest {ns}/{name}"),
+            );
             // The autoscaler check only feeds the status: it runs alongside the write, not before it.
             let (hpa, result) = tokio::join!(autoscaler, write);
             if let (Some(hpa), Some(resolved)) = (hpa, &observed) {
@@ -237,6 +332,18 @@ async fn reconcile(sr: Arc<ScaleRequest>, ctx: Arc<Context>) -> Result<Requeue, 
                 );
             }
             match result {
+                // A newer count for the target replaced this one while it waited: not applied, and the
+                // winner's count is not reported as this request's.
+                Ok(scaled) if scaled.applied != sr.spec.replicas => {
+                    ctx.forget(&key);
+                    let t = Transition::Beaten {
+                        requested: sr.spec.replicas,
+                        won: scaled.applied,
+                        by: scaled.by.unwrap_or_else(|| "another write".to_string()),
+                    };
+                    update(&sr, &ctx, &status, generation, &t).await?;
+                    Ok(after_finish(&sr))
+                }
                 Ok(scaled) => {
                     ctx.reset_retries(&key);
                     let previous = ctx.previous_for(&key, generation, scaled.previous);
@@ -291,10 +398,19 @@ async fn reconcile(sr: Arc<ScaleRequest>, ctx: Arc<Context>) -> Result<Requeue, 
         }
         Action::Expire => {
             ctx.forget(&key);
+            if !ctx.leading() {
+                return Ok(Requeue::await_change());
+            }
             let api: Api<ScaleRequest> = Api::namespaced(ctx.client.clone(), &ns);
-            match api.delete(&name, &DeleteParams::background()).await {
+            // The uid precondition: a request deleted and created again under the same name meanwhile is a
+            // new request, not this finished one.
+            let params = DeleteParams {
+                preconditions: Some(Preconditions { uid: sr.uid(), resource_version: None }),
+                ..DeleteParams::background()
+            };
+            match api.delete(&name, &params).await {
                 Ok(_) => Ok(Requeue::await_change()),
-                Err(kube::Error::Api(s)) if s.code == 404 => Ok(Requeue::await_change()),
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(Requeue::await_change()),
                 Err(source) => Err(ControllerError::Delete { name, source }),
             }
         }
@@ -343,12 +459,13 @@ async fn update(
     let transitioned = old.phase != new.phase
         || reason_of(old) != reason_of(&new)
         || old.observed_generation != new.observed_generation;
+    // A replica that no longer leads starts no write (its reconciles are being aborted).
+    if !ctx.leading() {
+        return Ok(());
+    }
     if &new != old {
         let api: Api<ScaleRequest> = Api::namespaced(ctx.client.clone(), &sr.namespace().unwrap_or_default());
-        let patch = status_patch(&new);
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|source| ControllerError::Status { name: name.clone(), source })?;
+        write_status(&api, sr, &new).await?;
     }
     if transitioned {
         let reference = sr.object_ref(&());
@@ -360,7 +477,32 @@ async fn update(
     Ok(())
 }
 
+/// Patch `/status` to `status`, on the condition that the request is still at the resourceVersion this
+/// reconcile read: a late write (a deposed leader's, or one from an older copy) fails with 409 instead of
+/// overwriting a newer status.
+pub async fn write_status(
+    api: &Api<ScaleRequest>,
+    sr: &ScaleRequest,
+    status: &ScaleRequestStatus,
+) -> Result<(), ControllerError> {
+    let name = sr.name_any();
+    let mut patch = status_patch(status);
+    if let Some(rv) = &sr.metadata.resource_version {
+        patch["metadata"] = serde_json::json!({ "resourceVersion": rv });
+    }
+    match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Err(ControllerError::Stale(name)),
+        Err(source) => Err(ControllerError::Status { name, source }),
+    }
+}
+
 fn error_policy(sr: Arc<ScaleRequest>, error: &ControllerError, _ctx: Arc<Context>) -> Requeue {
+    if let ControllerError::Stale(name) = error {
+        // The newer copy is on its way through the watch; this is a backstop.
+        tracing::debug!(scalerequest = %name, "status write on a stale copy; reconciling the newer one");
+        return Requeue::requeue(Duration::from_millis(500));
+    }
     tracing::warn!(scalerequest = %sr.name_any(), %error, "reconcile failed");
     crate::metrics::metrics().reconciles.with_label_values(&["crd", "controller_error"]).inc();
     Requeue::requeue(Duration::from_secs(2))
@@ -373,24 +515,51 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let apis: Vec<Api<ScaleRequest>> = if namespaces.is_empty() {
-        vec![Api::all(ctx.client.clone())]
+        vec![Api::all(ctx.watch_client.clone())]
     } else {
-        namespaces.iter().map(|ns| Api::namespaced(ctx.client.clone(), ns)).collect()
+        namespaces.iter().map(|ns| Api::namespaced(ctx.watch_client.clone(), ns)).collect()
     };
+    // The stores of a previous term (lost leadership) are stale: this run lists again.
+    ctx.requests.lock().unwrap_or_else(|p| p.into_inner()).clear();
     let stop = futures::future::FutureExt::shared(Box::pin(stop));
     let runs = apis.into_iter().map(|api| {
         let stop = stop.clone();
         let ctx = Arc::clone(&ctx);
+        let namespace = api.namespace().map(String::from);
         async move {
-            Controller::new(api, watcher::Config::default())
+            let controller = Controller::new(api, crate::provider::k8s::watch::watch_config());
+            let store = controller.store();
+            ctx.requests.lock().unwrap_or_else(|p| p.into_inner()).push(store.clone());
+            let prune = {
+                let ctx = Arc::clone(&ctx);
+                async move {
+                    if store.wait_until_ready().await.is_err() {
+                        // The controller is gone; `run` ends with it.
+                        return futures::future::pending().await;
+                    }
+                    loop {
+                        tokio::time::sleep(PRUNE_EVERY).await;
+                        ctx.prune(|key| {
+                            let Some((ns, name)) = key.split_once('/') else { return false };
+                            // Another runner's namespace: not this store's to judge.
+                            namespace.as_deref().is_some_and(|mine| mine != ns)
+                                || store.get(&ObjectRef::new(name).within(ns)).is_some()
+                        });
+                    }
+                }
+            };
+            let run = controller
                 .graceful_shutdown_on(stop)
                 .run(reconcile_spawned, error_policy, ctx)
                 .for_each(|result| async move {
                     if let Err(error) = result {
                         tracing::debug!(%error, "scalerequest controller event");
                     }
-                })
-                .await;
+                });
+            tokio::select! {
+                () = run => {}
+                () = prune => {}
+            }
         }
     });
     futures::future::join_all(runs).await;
@@ -404,6 +573,7 @@ pub async fn run_while_leader(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) {
     tokio::pin!(shutdown);
+    let _ = ctx.leader.set(leader.clone());
     loop {
         tokio::select! {
             _ = &mut shutdown => return,
@@ -414,10 +584,53 @@ pub async fn run_while_leader(
         let lost = async move {
             let _ = follower.wait_for(|leading| !*leading).await;
         };
+        // On loss the controller is dropped, not shut down gracefully: its in-flight reconciles are
+        // aborted at once (`AbortOnDrop`), and their queued writes are fenced off (see `queue`).
         tokio::select! {
             _ = &mut shutdown => return,
-            _ = run(Arc::clone(&ctx), namespaces.clone(), lost) => {}
+            _ = lost => {}
+            _ = run(Arc::clone(&ctx), namespaces.clone(), futures::future::pending::<()>()) => {}
         }
         tracing::info!("no longer leading: the ScaleRequest controller stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::watcher::Event;
+    use serde_json::json;
+
+    use super::*;
+    use crate::reconcile::run::Scalers;
+
+    fn request(name: &str, target: &str, created: &str, phase: Option<&str>) -> ScaleRequest {
+        let mut sr = json!({"apiVersion": "machinist.dev/v1alpha1", "kind": "ScaleRequest",
+            "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"),
+                         "creationTimestamp": created},
+            "spec": {"target": {"name": target}, "replicas": 3}});
+        if let Some(phase) = phase {
+            sr["status"] = json!({"phase": phase});
+        }
+        serde_json::from_value(sr).expect("a ScaleRequest")
+    }
+
+    #[tokio::test]
+    async fn the_newest_request_for_the_same_target_is_the_one_that_counts() {
+        let client = Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
+        let ctx = Context::new(client, Reconciler::new(Scalers::default()), "test");
+        let old = request("old", "web", "2026-01-01T00:00:00Z", None);
+        let new = request("new", "web", "2026-01-01T00:00:05Z", None);
+        let failed = request("failed", "web", "2026-01-01T00:00:09Z", Some("Failed"));
+        let other = request("other", "api", "2026-01-01T00:00:09Z", None);
+        let (store, mut writer) = kube::runtime::reflector::store::<ScaleRequest>();
+        writer.apply_watcher_event(&Event::Init);
+        for sr in [&old, &new, &failed, &other] {
+            writer.apply_watcher_event(&Event::InitApply(sr.clone()));
+        }
+        writer.apply_watcher_event(&Event::InitDone);
+        ctx.requests.lock().unwrap().push(store);
+        assert_eq!(ctx.newer_request_for(&old).map(|r| r.name_any()), Some("new".to_string()));
+        assert!(ctx.newer_request_for(&new).is_none(), "a failed request wins nothing");
+        assert!(ctx.newer_request_for(&other).is_none(), "another target");
     }
 }

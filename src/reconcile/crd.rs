@@ -90,11 +90,12 @@ pub enum Phase {
     Applying,
     Succeeded,
     Failed,
+    Superseded,
 }
 
 impl Phase {
     pub fn finished(self) -> bool {
-        matches!(self, Phase::Succeeded | Phase::Failed)
+        matches!(self, Phase::Succeeded | Phase::Failed | Phase::Superseded)
     }
 }
 

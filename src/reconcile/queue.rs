@@ -8,6 +8,9 @@
 //! - A caller whose count was superseded while it waited receives the outcome of the newer write that
 //!   replaced it. Callers asked "set N"; the newest N is what the target now has, and their own N would have
 //!   been overwritten at once anyway. The waiters of a running execution get that execution's outcome.
+//! - A caller may be fenced ([`Fence`]): a ScaleRequest reconcile wants its write only while this replica
+//!   leads. A count whose callers are all fenced and have all lost leadership is not started, and its
+//!   running execution is dropped (cancelling its calls) the moment the last of them loses it.
 //!
 //! It knows nothing of providers: it calls an [`Executor`] and does no I/O of its own.
 
@@ -30,9 +33,40 @@ pub type Outcome = Result<Scaled, Arc<ProviderError>>;
 /// Carries out one write: sets the target to the count, resolves once the provider accepted it.
 pub type Executor = Arc<dyn Fn(TargetKey, i32) -> BoxFuture<'static, Outcome> + Send + Sync>;
 
+/// Whether a caller still wants its write: `None` always (a REST write stands after its caller timed out);
+/// `Some(leading)` while `leading` reads true.
+pub type Fence = Option<tokio::sync::watch::Receiver<bool>>;
+
 struct Pending {
     replicas: i32,
+    /// Who asked for `replicas` (the newest submitter), reported with the outcome (`Scaled::by`).
+    by: String,
     waiters: Vec<oneshot::Sender<Outcome>>,
+    fences: Vec<Fence>,
+}
+
+impl Pending {
+    fn wanted(&self) -> bool {
+        self.fences.iter().any(|f| f.as_ref().is_none_or(|leading| *leading.borrow()))
+    }
+
+    /// Resolves once no caller wants the write any more (never while one is unfenced).
+    fn unwanted(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let fences: Option<Vec<_>> = self.fences.iter().cloned().collect();
+        async move {
+            let Some(fences) = fences else { return futures::future::pending().await };
+            futures::future::join_all(fences.into_iter().map(|mut leading| async move {
+                let _ = leading.wait_for(|l| !*l).await;
+            }))
+            .await;
+        }
+    }
+}
+
+fn not_leading(key: &TargetKey) -> Arc<ProviderError> {
+    Arc::new(ProviderError::Upstream(format!(
+        "this replica stopped leading: the write to {key} is left to the new leader"
+    )))
 }
 
 /// A slot exists while a worker runs for its target; `next` is the newest count not yet started.
@@ -53,19 +87,38 @@ impl ScaleQueue {
     /// Ask for `replicas` on `key`; the receiver yields the outcome of the write that settled it. Dropping
     /// the receiver does not cancel the write (repeating a timed-out request is safe and cheap).
     pub fn submit(self: &Arc<Self>, key: TargetKey, replicas: i32) -> oneshot::Receiver<Outcome> {
+        self.submit_as(key, replicas, None, "a write".to_string())
+    }
+
+    /// [`ScaleQueue::submit`] by `by` (named in the outcome when its count settles other callers), for a
+    /// caller that wants the write only while `fence` holds.
+    pub fn submit_as(
+        self: &Arc<Self>,
+        key: TargetKey,
+        replicas: i32,
+        fence: Fence,
+        by: String,
+    ) -> oneshot::Receiver<Outcome> {
         let (tx, rx) = oneshot::channel();
         let start = {
             let mut slots = self.lock();
             let start = match slots.entry(key.clone()) {
                 Entry::Occupied(mut slot) => {
-                    let pending =
-                        slot.get_mut().next.get_or_insert(Pending { replicas, waiters: Vec::new() });
+                    let pending = slot.get_mut().next.get_or_insert(Pending {
+                        replicas,
+                        by: String::new(),
+                        waiters: Vec::new(),
+                        fences: Vec::new(),
+                    });
                     pending.replicas = replicas;
+                    pending.by = by;
                     pending.waiters.push(tx);
+                    pending.fences.push(fence);
                     false
                 }
                 Entry::Vacant(slot) => {
-                    slot.insert(Slot { next: Some(Pending { replicas, waiters: vec![tx] }) });
+                    let pending = Pending { replicas, by, waiters: vec![tx], fences: vec![fence] };
+                    slot.insert(Slot { next: Some(pending) });
                     true
                 }
             };
@@ -102,13 +155,24 @@ impl ScaleQueue {
                     }
                 }
             };
-            let run = (self.exec)(key.clone(), pending.replicas);
-            let outcome = match AssertUnwindSafe(run).catch_unwind().await {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    Err(Arc::new(ProviderError::Upstream(format!("the write to {key} failed unexpectedly"))))
+            if !pending.wanted() {
+                for waiter in pending.waiters {
+                    let _ = waiter.send(Err(not_leading(&key)));
                 }
+                continue;
+            }
+            let run = (self.exec)(key.clone(), pending.replicas);
+            let outcome = tokio::select! {
+                caught = AssertUnwindSafe(run).catch_unwind() => match caught {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(Arc::new(ProviderError::Upstream(format!(
+                        "the write to {key} failed unexpectedly"
+                    )))),
+                },
+                // Dropping the execution cancels its in-flight calls: a deposed leader's write stops here.
+                () = pending.unwanted() => Err(not_leading(&key)),
             };
+            let outcome = outcome.map(|scaled| Scaled { by: Some(pending.by.clone()), ..scaled });
             for waiter in pending.waiters {
                 // A waiter that gave up (timeout) no longer listens; the write still happened.
                 let _ = waiter.send(outcome.clone());
@@ -196,6 +260,7 @@ mod tests {
                     previous: 1,
                     applied: replicas,
                     controller: None,
+                    by: None,
                 })
             }
             .boxed()
@@ -206,13 +271,15 @@ mod tests {
     async fn latest_wins_and_superseded_waiters_get_the_newer_outcome() {
         let rec = Arc::new(Recorder::default());
         let queue = ScaleQueue::new(recording(Arc::clone(&rec), None));
-        let first = queue.submit(key("web"), 3);
+        let first = queue.submit_as(key("web"), 3, None, "first".into());
         tokio::task::yield_now().await;
-        let second = queue.submit(key("web"), 4);
-        let third = queue.submit(key("web"), 5);
+        let second = queue.submit_as(key("web"), 4, None, "second".into());
+        let third = queue.submit_as(key("web"), 5, None, "third".into());
         assert_eq!(queue.depth(), 1);
-        assert_eq!(first.await.unwrap().unwrap().applied, 3);
-        assert_eq!(second.await.unwrap().unwrap().applied, 5);
+        let first = first.await.unwrap().unwrap();
+        assert_eq!((first.applied, first.by.as_deref()), (3, Some("first")));
+        let second = second.await.unwrap().unwrap();
+        assert_eq!((second.applied, second.by.as_deref()), (5, Some("third")), "names the write that won");
         assert_eq!(third.await.unwrap().unwrap().applied, 5);
         assert_eq!(*rec.calls.lock().unwrap(), vec![("web".to_string(), 3), ("web".to_string(), 5)]);
         tokio::task::yield_now().await;
@@ -269,6 +336,28 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn fenced_writes_stop_when_leadership_is_lost_and_unfenced_ones_do_not() {
+        let rec = Arc::new(Recorder::default());
+        let queue = ScaleQueue::new(recording(Arc::clone(&rec), None));
+        let (leading, fence) = tokio::sync::watch::channel(true);
+        let running = queue.submit_as(key("web"), 2, Some(fence.clone()), "sr".into());
+        tokio::task::yield_now().await;
+        let waiting = queue.submit_as(key("web"), 3, Some(fence.clone()), "sr".into());
+        // Leadership lost 50 ms into the 100 ms write: it is dropped, and the waiting count never starts.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        leading.send_replace(false);
+        assert!(matches!(to_error(&running.await.unwrap().unwrap_err()), ProviderError::Upstream(_)));
+        assert!(waiting.await.unwrap().is_err());
+        assert_eq!(rec.running.load(Ordering::SeqCst), 1, "the running write was dropped, never finished");
+        assert_eq!(*rec.calls.lock().unwrap(), vec![("web".to_string(), 2)], "3 was never started");
+        // A REST caller joining a fenced count keeps it alive.
+        let fenced = queue.submit_as(key("api"), 4, Some(fence), "sr".into());
+        let rest = queue.submit(key("api"), 4);
+        assert_eq!(rest.await.unwrap().unwrap().applied, 4);
+        assert_eq!(fenced.await.unwrap().unwrap().applied, 4);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_panicking_executor_answers_and_frees_the_slot() {
         let exec: Executor = Arc::new(|_key, replicas| {
             async move {
@@ -281,6 +370,7 @@ mod tests {
                     previous: 0,
                     applied: replicas,
                     controller: None,
+                    by: None,
                 })
             }
             .boxed()

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::queue::{Executor, Outcome, ScaleQueue, to_error};
+use super::queue::{Executor, Fence, Outcome, ScaleQueue, to_error};
 use crate::cache::model::ControllerKind;
 use crate::metrics::metrics;
 use crate::provider::scale::{
@@ -47,14 +47,39 @@ pub struct Reconciler {
     scalers: Scalers,
 }
 
+/// The bound of one write's execution for a [`Reconciler::new`] (the operator uses `--write-timeout`).
+pub const DEFAULT_EXECUTION_DEADLINE: Duration = Duration::from_secs(30);
+
 impl Reconciler {
     pub fn new(scalers: Scalers) -> Arc<Reconciler> {
+        Reconciler::bounded(scalers, DEFAULT_EXECUTION_DEADLINE)
+    }
+
+    /// A reconciler whose every execution ends within `deadline`, whatever the provider's calls do: a hung
+    /// call is dropped (cancelling its request) and its target's slot goes to the next write at once.
+    pub fn bounded(scalers: Scalers, deadline: Duration) -> Arc<Reconciler> {
         let dispatch = scalers.clone();
         let exec: Executor = Arc::new(move |key: TargetKey, replicas: i32| {
             let scalers = dispatch.clone();
             async move {
                 let scaler = scalers.get(key.provider).map_err(Arc::new)?;
-                let result = scaler.scale(key.scope.clone(), key.name.clone(), key.kind, replicas).await;
+                let call = scaler.scale(key.scope.clone(), key.name.clone(), key.kind, replicas);
+                let result = match tokio::time::timeout(deadline, call).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::warn!(target = %key, replicas, ?deadline, "a write did not finish in time; cut");
+                        Err(ProviderError::Timeout {
+                            detail: format!(
+                                "the write of {replicas} replicas to {} in {} did not finish within {}s; it may \
+                                 or may not have landed, and repeating it is safe",
+                                key.name,
+                                key.scope,
+                                deadline.as_secs_f64()
+                            ),
+                            retry_after_secs: 1,
+                        })
+                    }
+                };
                 let label = match &result {
                     Ok(_) => "success",
                     Err(e) => e.label(),
@@ -83,14 +108,15 @@ impl Reconciler {
     /// use [`Reconciler::scale_within`].
     pub async fn scale(&self, source: Source, target: &TargetKey, replicas: i32) -> provider::Result<Scaled> {
         let started = Instant::now();
-        let result = self.scale_inner(target, replicas).await;
+        let result = self.scale_inner(target, replicas, None, by_default(source)).await;
         record(source, started, &result);
         result
     }
 
-    /// [`Reconciler::scale`] with a deadline: past it, `Timeout` (504) with a Retry-After; the write goes on
-    /// and repeating the request is safe. A write that spent its conflict budget is submitted again while
-    /// the deadline allows: a caller never sees a 409 for "set replicas to N" (clients do not retry 409).
+    /// [`Reconciler::scale`] with a deadline: past it, `Timeout` (504) with a Retry-After; the write may go
+    /// on (up to the execution deadline) and repeating the request is safe. A write that spent its conflict
+    /// budget is submitted again while the deadline allows: a caller never sees a 409 for "set replicas to
+    /// N" (clients do not retry 409).
     pub async fn scale_within(
         &self,
         source: Source,
@@ -98,10 +124,25 @@ impl Reconciler {
         target: &TargetKey,
         replicas: i32,
     ) -> provider::Result<Scaled> {
+        self.scale_within_fenced(source, deadline, target, replicas, None, by_default(source)).await
+    }
+
+    /// [`Reconciler::scale_within`] by `by` (named to the callers its count supersedes), for a caller that
+    /// wants the write only while `fence` holds (see `queue`): a ScaleRequest reconcile passes this replica's
+    /// leadership and its own name.
+    pub async fn scale_within_fenced(
+        &self,
+        source: Source,
+        deadline: Duration,
+        target: &TargetKey,
+        replicas: i32,
+        fence: Fence,
+        by: String,
+    ) -> provider::Result<Scaled> {
         let started = Instant::now();
         let until_settled = async {
             loop {
-                match self.scale_inner(target, replicas).await {
+                match self.scale_inner(target, replicas, fence.clone(), by.clone()).await {
                     Err(ProviderError::Conflict(_)) => {
                         tokio::time::sleep(Duration::from_millis(100 + fastrand::u64(..200))).await;
                     }
@@ -113,8 +154,8 @@ impl Reconciler {
             Ok(result) => result,
             Err(_) => Err(ProviderError::Timeout {
                 detail: format!(
-                    "scaling {} in {} to {replicas} was not confirmed within {}s; it goes on, and repeating the \
-                     request is safe",
+                    "scaling {} in {} to {replicas} was not confirmed within {}s; it may still land, and \
+                     repeating the request is safe",
                     target.name,
                     target.scope,
                     deadline.as_secs()
@@ -126,7 +167,13 @@ impl Reconciler {
         result
     }
 
-    async fn scale_inner(&self, target: &TargetKey, replicas: i32) -> provider::Result<Scaled> {
+    async fn scale_inner(
+        &self,
+        target: &TargetKey,
+        replicas: i32,
+        fence: Fence,
+        by: String,
+    ) -> provider::Result<Scaled> {
         if replicas < 0 {
             return Err(ProviderError::invalid("replicas", "must be an integer >= 0"));
         }
@@ -136,7 +183,7 @@ impl Reconciler {
             .observe(*provider, scope, name, *kind)?
             .ok_or_else(|| not_found(*provider, scope, name, *kind))?;
         let key = TargetKey { kind: Some(resolved.kind), ..target.clone() };
-        let outcome: Outcome = self.queue.submit(key, replicas).await.map_err(|_| {
+        let outcome: Outcome = self.queue.submit_as(key, replicas, fence, by).await.map_err(|_| {
             ProviderError::Upstream("the write queue stopped before the write finished".to_string())
         })?;
         outcome.map_err(|e| to_error(&e))
@@ -158,6 +205,14 @@ impl WriteQueue for Reconciler {
         replicas: i32,
     ) -> BoxFuture<'a, provider::Result<Scaled>> {
         self.scale_within(source, deadline, target, replicas).boxed()
+    }
+}
+
+/// How a caller is named when it names itself no better.
+fn by_default(source: Source) -> String {
+    match source {
+        Source::Rest => "a REST write".to_string(),
+        Source::Crd => "a ScaleRequest".to_string(),
     }
 }
 
@@ -228,6 +283,7 @@ mod tests {
                     previous,
                     applied: replicas,
                     controller: None,
+                    by: None,
                 })
             }
             .boxed()
@@ -274,13 +330,68 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_slow_write_times_out_with_retry_after_and_still_lands() {
-        let r = reconciler(Duration::from_secs(30));
+        let r = reconciler(Duration::from_secs(20));
         let e =
             r.scale_within(Source::Rest, Duration::from_secs(10), &web("web", None), 7).await.unwrap_err();
         assert!(matches!(e, ProviderError::Timeout { retry_after_secs: 10, .. }), "{e:?}");
         tokio::time::sleep(Duration::from_secs(25)).await;
         let obs = r.observe(TargetProvider::K8s, "default", "web", None).unwrap().unwrap();
         assert_eq!(obs.replicas, 7, "the write went on after the caller gave up");
+    }
+
+    /// A scaler whose first write never finishes (a hung call), later ones take 10 ms.
+    struct HangsOnce {
+        inner: MapScaler,
+        hung: Mutex<bool>,
+    }
+
+    impl Scaler for HangsOnce {
+        fn observe(
+            &self,
+            scope: &str,
+            name: &str,
+            kind: Option<ControllerKind>,
+        ) -> provider::Result<Option<Resolved>> {
+            self.inner.observe(scope, name, kind)
+        }
+
+        fn scale(
+            &self,
+            scope: String,
+            name: String,
+            kind: Option<ControllerKind>,
+            replicas: i32,
+        ) -> BoxFuture<'_, provider::Result<Scaled>> {
+            let hang = !std::mem::replace(&mut *self.hung.lock().unwrap(), true);
+            async move {
+                if hang {
+                    futures::future::pending::<()>().await;
+                }
+                self.inner.scale(scope, name, kind, replicas).await
+            }
+            .boxed()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_write_frees_its_target_for_the_next_write_at_its_deadline() {
+        let inner = MapScaler { delay: Duration::from_millis(10), ..Default::default() };
+        inner.replicas.lock().unwrap().insert("web".into(), 1);
+        let scaler = HangsOnce { inner, hung: Mutex::new(false) };
+        let deadline = Duration::from_secs(5);
+        let r = Reconciler::bounded(Scalers { k8s: Some(Arc::new(scaler)), ecs: None }, deadline);
+        let e = r.scale_within(Source::Rest, deadline, &web("web", None), 4).await.unwrap_err();
+        assert!(matches!(e, ProviderError::Timeout { .. }), "{e:?}");
+        let started = tokio::time::Instant::now();
+        let s = r.scale_within(Source::Rest, deadline, &web("web", None), 6).await.unwrap();
+        assert_eq!(s.applied, 6);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "waited {:?} behind the hung write",
+            started.elapsed()
+        );
+        assert_eq!(r.observe(TargetProvider::K8s, "default", "web", None).unwrap().unwrap().replicas, 6);
+        assert_eq!(r.queue_depth(), 0);
     }
 
     #[tokio::test(start_paused = true)]

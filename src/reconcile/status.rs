@@ -15,11 +15,34 @@ use crate::cache::model::ControllerKind;
 /// How an outcome changes the status: the planner's verdict plus what the write returned.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Transition {
-    Applied { kind: ControllerKind, name: String, previous: i32, applied: i32 },
-    ApplyFailed { reason: &'static str, message: String, terminal: bool },
-    TargetMissing { message: String },
-    Ready { applied: i32 },
-    Superseded { applied: i32, now: i32 },
+    Applied {
+        kind: ControllerKind,
+        name: String,
+        previous: i32,
+        applied: i32,
+    },
+    ApplyFailed {
+        reason: &'static str,
+        message: String,
+        terminal: bool,
+    },
+    TargetMissing {
+        message: String,
+    },
+    Ready {
+        applied: i32,
+    },
+    /// Applied, then changed by another write (not reverted).
+    Superseded {
+        applied: i32,
+        now: i32,
+    },
+    /// Never applied: a newer count for the target (`won`, asked by `by`) replaced it in the queue.
+    Beaten {
+        requested: i32,
+        won: i32,
+        by: String,
+    },
 }
 
 /// Set or update a condition; `lastTransitionTime` moves only when its status changes.
@@ -126,10 +149,27 @@ pub fn next_status(
             finish(&mut s);
         }
         Transition::Superseded { applied, now: current } => {
-            s.phase = Some(Phase::Succeeded);
+            s.phase = Some(Phase::Superseded);
             let message =
-                format!("applied {applied}, since changed to {current} by someone else (not reverted)");
+                format!("applied {applied}, since changed to {current} by another write (not reverted)");
             set_condition(&mut s.conditions, "Ready", false, "Superseded", message.clone(), generation, now);
+            s.message = Some(message);
+            finish(&mut s);
+        }
+        Transition::Beaten { requested, won, by } => {
+            s.phase = Some(Phase::Superseded);
+            s.applied_replicas = None;
+            s.previous_replicas = None;
+            let message = beaten_message(*requested, *won, by);
+            set_condition(
+                &mut s.conditions,
+                "Applied",
+                false,
+                "Superseded",
+                message.clone(),
+                generation,
+                now,
+            );
             s.message = Some(message);
             finish(&mut s);
         }
@@ -160,6 +200,12 @@ fn applied_message(kind: ControllerKind, name: &str, previous: i32, applied: i32
     }
 }
 
+fn beaten_message(requested: i32, won: i32, by: &str) -> String {
+    format!(
+        "superseded before it was applied: {by} set {won} replicas while this request for {requested} waited"
+    )
+}
+
 /// The Kubernetes Event recorded for a transition.
 pub fn event_of(t: &Transition) -> Event {
     let (type_, reason, note, action) = match t {
@@ -178,9 +224,12 @@ pub fn event_of(t: &Transition) -> Event {
         Transition::Superseded { applied, now } => (
             EventType::Normal,
             "Superseded",
-            format!("applied {applied}, since changed to {now} by someone else; not reverted"),
+            format!("applied {applied}, since changed to {now} by another write; not reverted"),
             "Observe",
         ),
+        Transition::Beaten { requested, won, by } => {
+            (EventType::Normal, "Superseded", beaten_message(*requested, *won, by), "Scale")
+        }
     };
     Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None }
 }
@@ -194,14 +243,13 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn web_scaled_from_3_to_5() -> Transition {
+        Transition::Applied { kind: ControllerKind::Deployment, name: "web".into(), previous: 3, applied: 5 }
+    }
+
     #[test]
     fn applied_then_ready_keeps_transition_times_honest() {
-        let applied = Transition::Applied {
-            kind: ControllerKind::Deployment,
-            name: "web".into(),
-            previous: 3,
-            applied: 5,
-        };
+        let applied = web_scaled_from_3_to_5();
         let s1 = next_status(&ScaleRequestStatus::default(), 1, &applied, t("2026-01-01T00:00:00Z"));
         assert_eq!(s1.phase, Some(Phase::Applying));
         assert_eq!(
@@ -221,12 +269,7 @@ mod tests {
 
     #[test]
     fn a_new_generation_forgets_the_old_outcome() {
-        let applied = Transition::Applied {
-            kind: ControllerKind::Deployment,
-            name: "web".into(),
-            previous: 3,
-            applied: 5,
-        };
+        let applied = web_scaled_from_3_to_5();
         let s1 = next_status(&ScaleRequestStatus::default(), 1, &applied, t("2026-01-01T00:00:00Z"));
         let s2 = next_status(&s1, 1, &Transition::Ready { applied: 5 }, t("2026-01-01T00:00:05Z"));
         let missing =
@@ -271,12 +314,7 @@ mod tests {
 
     #[test]
     fn the_status_patch_clears_what_the_new_status_lacks() {
-        let applied = Transition::Applied {
-            kind: ControllerKind::Deployment,
-            name: "web".into(),
-            previous: 3,
-            applied: 5,
-        };
+        let applied = web_scaled_from_3_to_5();
         let s1 = next_status(&ScaleRequestStatus::default(), 1, &applied, t("2026-01-01T00:00:00Z"));
         let missing = Transition::TargetMissing { message: "gone".into() };
         let s2 = next_status(&s1, 2, &missing, t("2026-01-01T00:01:00Z"));
@@ -306,5 +344,32 @@ mod tests {
         assert_eq!((e.type_, e.reason.as_str()), (EventType::Warning, "TargetNotFound"));
         let e = event_of(&Transition::Ready { applied: 2 });
         assert_eq!((e.type_, e.reason.as_str()), (EventType::Normal, "ReplicasReady"));
+    }
+
+    #[test]
+    fn a_beaten_request_is_superseded_finished_and_does_not_claim_the_winners_count() {
+        let applying = next_status(
+            &ScaleRequestStatus::default(),
+            1,
+            &Transition::ApplyFailed { reason: "WriteFailed", message: "503".into(), terminal: false },
+            t("2026-01-01T00:00:00Z"),
+        );
+        let beaten = Transition::Beaten { requested: 5, won: 7, by: "a REST write".into() };
+        let s = next_status(&applying, 1, &beaten, t("2026-01-01T00:00:01Z"));
+        assert_eq!(s.phase, Some(Phase::Superseded));
+        assert!(Phase::Superseded.finished());
+        assert_eq!((s.applied_replicas, s.previous_replicas), (None, None));
+        assert_eq!(s.finished_at.as_deref(), Some("2026-01-01T00:00:01Z"));
+        let c = s.conditions.iter().find(|c| c.type_ == "Applied").unwrap();
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "Superseded"));
+        assert_eq!(
+            c.message,
+            "superseded before it was applied: a REST write set 7 replicas while this request for 5 waited"
+        );
+        assert_eq!(event_of(&beaten).reason, "Superseded");
+        // Applied, then changed by someone else: Superseded as well, with its count kept.
+        let changed = Transition::Superseded { applied: 5, now: 9 };
+        let s = next_status(&ScaleRequestStatus::default(), 1, &changed, t("2026-01-01T00:00:02Z"));
+        assert_eq!(s.phase, Some(Phase::Superseded));
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use aws_sdk_ecs::types::{LaunchType, LoadBalancer, PropagateTags, Tag};
 use machinist::provider::ecs::{ClientOptions, EcsProvider, EcsSettings};
-use machinist::sandbox::ecs_emulator::{self as emulator, Emulator};
+use machinist_sandbox::ecs_emulator::{self as emulator, Emulator};
 use tokio::sync::OnceCell;
 
 static EMULATOR: OnceCell<Emulator> = OnceCell::const_new();
@@ -81,6 +81,7 @@ pub fn settings(emu: &Emulator, account: &str, clusters: &[&str], interval: Dura
         poll_interval: interval,
         read_rate: 1000.0,
         read_burst: 1000,
+        stale_after: machinist::provider::ecs::DEFAULT_STALE_AFTER,
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use machinist::sandbox::Sandbox;
+use machinist_sandbox::Sandbox;
 use tokio::process::Command;
 
 const KUBECTL_TIMEOUT: Duration = Duration::from_secs(90);

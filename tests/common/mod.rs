@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use kube::Client;
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
-use machinist::sandbox::{Gvr, Sandbox, SandboxOptions};
+use machinist_sandbox::{Gvr, Sandbox, SandboxOptions};
 use serde_json::json;
 
 /// A sandbox with test hooks on, no demo data, no token.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use kube::Client;
 use machinist::app::{AppError, OperatorBuilder};
 use machinist::provider::ecs::EcsSettings;
-use machinist::sandbox::{Gvr, Sandbox, SandboxOptions};
+use machinist_sandbox::{Gvr, Sandbox, SandboxOptions};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

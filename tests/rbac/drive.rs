@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use machinist::app::OperatorBuilder;
-use machinist::sandbox::review::Reviews;
-use machinist::sandbox::{Gvr, Sandbox, SandboxOptions};
+use machinist_sandbox::review::Reviews;
+use machinist_sandbox::{Gvr, Sandbox, SandboxOptions};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 

@@ -14,7 +14,7 @@ use machinist::app::{KubeParts, Operator, OperatorBuilder};
 use machinist::cache::Cache;
 use machinist::provider::{Provider, Writes};
 use machinist::reconcile::run::Reconciler;
-use machinist::sandbox::Sandbox;
+use machinist_sandbox::Sandbox;
 use serde_json::json;
 
 use super::common;

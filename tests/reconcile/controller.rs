@@ -252,3 +252,111 @@ async fn a_new_generation_clears_the_outcome_of_the_old_one() {
     assert_eq!(condition(&s, "Applied"), Some(("False".into(), "TargetNotFound".into())));
     assert!(condition(&s, "Ready").is_none(), "no Ready of generation 1 left: {s:?}");
 }
+
+/// Finding 4 of issue 12: a request for 5 whose count is replaced in the queue by a REST write of 7 ends
+/// `Superseded`, not `Succeeded` with the winner's 7 as its own, and its condition names the write that won.
+#[tokio::test]
+async fn a_request_beaten_by_a_newer_rest_write_ends_superseded_naming_the_winner() {
+    let b = bed().await;
+    let _stop = with_controller(&b).await;
+    b.deployment("web", 1).await;
+    // The first /scale PUT takes 2 s: the writes behind it wait in the queue meanwhile.
+    let hang =
+        json!({"hangs": [{"ms": 2000, "count": 1, "verbs": ["update"], "resources": ["deployments/scale"]}]});
+    let r = crate::common::http().post(format!("{}/sandbox/faults", b.sb.url())).json(&hang).send().await;
+    assert!(r.expect("faults").status().is_success());
+    let target = ControllerTarget { scope: b.ns.clone(), name: "web".into(), kind: None };
+    let first = {
+        let target = target.clone();
+        async { b.writes().scale(target, 3).await }
+    };
+    let race = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let srs: Api<ScaleRequest> = Api::namespaced(b.client.clone(), &b.ns);
+        srs.create(&PostParams::default(), &request("for-5", "web", 5)).await.expect("create sr");
+        // The request's 5 is queued behind the hung 3; then a REST write of 7 replaces it.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        b.writes().scale(target.clone(), 7).await
+    };
+    let (first, last) = tokio::join!(first, race);
+    first.expect("the first write");
+    last.expect("the REST write of 7");
+
+    let srs: Api<ScaleRequest> = Api::namespaced(b.client.clone(), &b.ns);
+    let s = wait_status(&srs, "for-5", "finished", Duration::from_secs(15), |s| {
+        s.phase.is_some_and(Phase::finished)
+    })
+    .await;
+    assert_eq!(s.phase, Some(Phase::Superseded), "{s:?}");
+    assert_eq!(s.applied_replicas, None, "the winner's count is not reported as this request's: {s:?}");
+    let applied = s.conditions.iter().find(|c| c.type_ == "Applied").expect("Applied condition");
+    assert_eq!((applied.status.as_str(), applied.reason.as_str()), ("False", "Superseded"));
+    assert!(applied.message.contains("a REST write set 7 replicas"), "{}", applied.message);
+    assert_eq!(b.replicas("web").await, 7);
+}
+
+/// Finding 7 of issue 12: a request deleted while it was failing (and being retried with backoff) leaves no
+/// per-request state behind.
+#[tokio::test]
+async fn the_retry_state_of_a_request_deleted_mid_failure_is_pruned() {
+    let b = bed().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(b.client.clone());
+    match crds.create(&PostParams::default(), &ScaleRequest::crd()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => panic!("install the CRD: {e}"),
+    }
+    let stop = Stop(tokio::sync::watch::channel(false).0);
+    let ctx = Context::new(b.client.clone(), b.reconciler.clone(), "test");
+    tokio::spawn(controller::run(ctx.clone(), vec![b.ns.clone()], stop.signal()));
+    let srs: Api<ScaleRequest> = Api::namespaced(b.client.clone(), &b.ns);
+    srs.create(&PostParams::default(), &request("orphan", "does-not-exist", 3)).await.expect("create sr");
+    eventually("the request fails and is retried", Duration::from_secs(15), async || {
+        ctx.tracked_requests() == 1
+    })
+    .await;
+    srs.delete("orphan", &Default::default()).await.expect("delete sr");
+    eventually("its retry state is pruned", Duration::from_secs(20), async || ctx.tracked_requests() == 0)
+        .await;
+}
+
+/// Requests created while no controller ran (a failover) are reconciled in no particular order; the newest
+/// request for a target still wins: the older ones end Superseded without being written, naming it.
+#[tokio::test]
+async fn the_newest_request_for_a_target_wins_whatever_the_reconcile_order() {
+    let b = bed().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(b.client.clone());
+    match crds.create(&PostParams::default(), &ScaleRequest::crd()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => panic!("install the CRD: {e}"),
+    }
+    let srs: Api<ScaleRequest> = Api::namespaced(b.client.clone(), &b.ns);
+    for t in 0..8 {
+        b.deployment(&format!("t{t}"), 1).await;
+    }
+    for t in 0..8 {
+        srs.create(&PostParams::default(), &request(&format!("old-{t}"), &format!("t{t}"), 2)).await.unwrap();
+    }
+    // creationTimestamp has one-second resolution: the newer requests are created a second later.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for t in 0..8 {
+        srs.create(&PostParams::default(), &request(&format!("new-{t}"), &format!("t{t}"), 3)).await.unwrap();
+    }
+    let _stop = with_controller(&b).await;
+    for t in 0..8 {
+        let old = wait_status(&srs, &format!("old-{t}"), "old finished", Duration::from_secs(30), |s| {
+            s.phase.is_some_and(Phase::finished)
+        })
+        .await;
+        assert_eq!(old.phase, Some(Phase::Superseded), "old-{t}: {old:?}");
+        assert_eq!(old.applied_replicas, None, "old-{t} was not written: {old:?}");
+        let applied = old.conditions.iter().find(|c| c.type_ == "Applied").expect("Applied");
+        assert!(applied.message.contains(&format!("new-{t}")), "{}", applied.message);
+        wait_status(&srs, &format!("new-{t}"), "new applied", Duration::from_secs(30), |s| {
+            s.applied_replicas == Some(3)
+        })
+        .await;
+        assert_eq!(b.replicas(&format!("t{t}")).await, 3, "t{t} ends at the newest request's count");
+    }
+}

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use machinist::reconcile::controller::{self, Context};
-use machinist::sandbox::SandboxOptions;
+use machinist_sandbox::SandboxOptions;
 
 use crate::common::kubectl as cli;
 

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use http::Request;
-use machinist::sandbox::http::{AppState, router};
-use machinist::sandbox::{Gvr, Store};
+use machinist_sandbox::http::{AppState, router};
+use machinist_sandbox::{Gvr, Store};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use tower::ServiceExt;

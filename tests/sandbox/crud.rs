@@ -13,7 +13,7 @@ use k8s_openapi::api::events::v1::Event as EventV1;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource, ResourceExt};
-use machinist::sandbox::Gvr;
+use machinist_sandbox::Gvr;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -168,7 +168,7 @@ async fn deployment_generation_and_defaults() {
 #[tokio::test]
 async fn label_and_field_selectors() {
     // Pods stay Pending unless the test sets their phase: the simulated kubelet waits an hour.
-    let opts = machinist::sandbox::SandboxOptions {
+    let opts = machinist_sandbox::SandboxOptions {
         test_hooks: true,
         pod_start_delay: std::time::Duration::from_secs(3600),
         ..Default::default()

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams};
-use machinist::sandbox::{Gvr, Sandbox, SandboxOptions};
+use machinist_sandbox::{Gvr, Sandbox, SandboxOptions};
 use serde_json::{Value, json};
 
 use crate::common;

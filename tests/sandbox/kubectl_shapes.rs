@@ -325,7 +325,7 @@ async fn strict_field_validation_refuses_undeclared_fields() {
         "names": {"plural": "knobs", "kind": "Knob"}, "versions": [{"name": "v1", "served": true, "storage": true,
             "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object",
                 "properties": {"turns": {"type": "integer"}}}}}}}]}});
-    sb.store.create(&machinist::sandbox::Gvr::crds(), "", crd).expect("crd");
+    sb.store.create(&machinist_sandbox::Gvr::crds(), "", crd).expect("crd");
     let coll = format!("{}/apis/example.com/v1/namespaces/{ns}/knobs", sb.url());
     let body = json!({"apiVersion": "example.com/v1", "kind": "Knob", "metadata": {"name": "k"},
         "spec": {"turns": 2, "trun": 3}})

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
-use machinist::sandbox::Gvr;
+use machinist_sandbox::Gvr;
 use serde_json::{Value, json};
 
 use crate::common;

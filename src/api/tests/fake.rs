@@ -41,6 +41,7 @@ pub const ALL: Capabilities = Capabilities {
     apply: true,
     gateways: true,
     httproutes: true,
+    scale_requests: true,
 };
 
 impl Fake {
@@ -49,7 +50,8 @@ impl Fake {
     }
 
     pub fn ecs() -> Arc<Fake> {
-        let caps = Capabilities { apply: false, gateways: false, httproutes: false, ..ALL };
+        let caps =
+            Capabilities { apply: false, gateways: false, httproutes: false, scale_requests: false, ..ALL };
         Arc::new(Fake::new("ecs", "my_cluster", caps))
     }
 

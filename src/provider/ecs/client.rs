@@ -149,6 +149,17 @@ pub enum ClientError {
     BadAccount(String),
 }
 
+/// Every call bounded: connecting, each read of the response, each attempt, and the whole operation
+/// (the SDK retries nothing here, so attempt and operation share the bound).
+fn timeouts(opts: &ClientOptions) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(opts.connect_timeout)
+        .read_timeout(opts.operation_timeout)
+        .operation_attempt_timeout(opts.operation_timeout)
+        .operation_timeout(opts.operation_timeout)
+        .build()
+}
+
 impl EcsApi {
     pub async fn connect(opts: &ClientOptions) -> Result<EcsApi, ClientError> {
         let account = match &opts.emulator_account {
@@ -164,12 +175,7 @@ impl EcsApi {
             .http_client(http_client)
             .retry_config(RetryConfig::disabled())
             .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(opts.connect_timeout)
-                    .operation_timeout(opts.operation_timeout)
-                    .build(),
-            );
+            .timeout_config(timeouts(opts));
         if let Some(url) = &opts.endpoint_url {
             loader = loader.endpoint_url(url);
         }
@@ -189,6 +195,38 @@ impl EcsApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_call_has_connect_read_attempt_and_operation_bounds() {
+        let t = timeouts(&ClientOptions::new("us-east-1"));
+        assert_eq!(t.connect_timeout(), Some(Duration::from_secs(3)));
+        assert_eq!(t.read_timeout(), Some(Duration::from_secs(10)));
+        assert_eq!(t.operation_attempt_timeout(), Some(Duration::from_secs(10)));
+        assert_eq!(t.operation_timeout(), Some(Duration::from_secs(10)));
+    }
+
+    /// An endpoint that accepts connections and never answers: the call ends by its bound.
+    #[tokio::test]
+    async fn a_call_to_an_endpoint_that_never_answers_ends_within_the_operation_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        });
+        let opts = ClientOptions {
+            operation_timeout: Duration::from_millis(500),
+            ..ClientOptions::emulator(&format!("http://{addr}"), None)
+        };
+        let api = EcsApi::connect(&opts).await.expect("client");
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(Duration::from_secs(10), api.client.list_services().send()).await;
+        assert!(matches!(answer, Ok(Err(_))), "the call failed by itself, not by the test's timeout");
+        assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+        held.abort();
+    }
 
     #[test]
     fn operations_map_to_bounded_resources() {

@@ -49,13 +49,14 @@ pub fn task_status(last_status: &str, containers: &[(Option<&str>, Option<i32>)]
     }
 }
 
-/// `ready` = RUNNING and (no health check or HEALTHY). A task without a health check reports `UNKNOWN`;
-/// without the task definition at hand, `UNKNOWN` is read as "no health check", unless a container reports
-/// UNHEALTHY.
+/// `ready` = RUNNING, no container UNHEALTHY, and: with a health check in the task definition
+/// (`checked = Some(true)`), only HEALTHY; without one (`Some(false)`), RUNNING is enough (ECS then reports
+/// `UNKNOWN`). When the definition could not be read (`None`), `UNKNOWN` is read as "no health check".
 pub fn task_ready(
     last_status: &str,
     health: Option<&HealthStatus>,
     container_health: &[Option<&HealthStatus>],
+    checked: Option<bool>,
 ) -> bool {
     if last_status != "RUNNING" {
         return false;
@@ -63,7 +64,11 @@ pub fn task_ready(
     if container_health.iter().any(|h| matches!(h, Some(HealthStatus::Unhealthy))) {
         return false;
     }
-    health.is_none_or(|h| matches!(h.as_str(), "HEALTHY" | "UNKNOWN"))
+    match checked {
+        Some(true) => health.is_some_and(|h| h.as_str() == "HEALTHY"),
+        Some(false) => health.is_none_or(|h| h.as_str() != "UNHEALTHY"),
+        None => health.is_none_or(|h| matches!(h.as_str(), "HEALTHY" | "UNKNOWN")),
+    }
 }
 
 /// ECS cpu (units, 1024 per vCPU, or `"1 vCPU"`) as a Kubernetes quantity: `256` → `250m`, `1024` → `1`.
@@ -115,15 +120,16 @@ pub fn service_of_group(group: Option<&str>) -> Option<&str> {
     group?.strip_prefix("service:").filter(|n| !n.is_empty())
 }
 
-/// One ECS task as a Machine.
-pub fn task_to_machine(task: &aws_sdk_ecs::types::Task) -> Option<Machine> {
+/// One ECS task as a Machine; `checked`: whether its task definition declares a health check (`None`:
+/// not known).
+pub fn task_to_machine(task: &aws_sdk_ecs::types::Task, checked: Option<bool>) -> Option<Machine> {
     let arn = task.task_arn()?;
     let last_status = task.last_status().unwrap_or("UNKNOWN");
     let pairs: Vec<(Option<&str>, Option<i32>)> =
         task.containers().iter().map(|c| (c.last_status(), c.exit_code())).collect();
     let container_health: Vec<Option<&HealthStatus>> =
         task.containers().iter().map(|c| c.health_status()).collect();
-    let ready = task_ready(last_status, task.health_status(), &container_health);
+    let ready = task_ready(last_status, task.health_status(), &container_health, checked);
     let mut resources = Resources::default();
     if let Some(cpu) = task.cpu().and_then(cpu_quantity) {
         resources.limits.insert("cpu".into(), cpu.clone());
@@ -249,7 +255,7 @@ mod tests {
 
     #[test]
     fn running_task_maps_to_the_api_shape() {
-        let m = task_to_machine(&task("RUNNING")).expect("mapped");
+        let m = task_to_machine(&task("RUNNING"), None).expect("mapped");
         let json = serde_json::to_value(&m).expect("serializable");
         assert_eq!(
             json,
@@ -289,13 +295,25 @@ mod tests {
 
     #[test]
     fn readiness_follows_health() {
-        assert!(task_ready("RUNNING", None, &[]));
-        assert!(task_ready("RUNNING", Some(&HealthStatus::Healthy), &[]));
-        assert!(task_ready("RUNNING", Some(&HealthStatus::UnknownValue), &[None]));
-        assert!(!task_ready("RUNNING", Some(&HealthStatus::Unhealthy), &[]));
-        assert!(!task_ready("RUNNING", Some(&HealthStatus::UnknownValue), &[Some(&HealthStatus::Unhealthy)]));
-        assert!(!task_ready("PENDING", Some(&HealthStatus::Healthy), &[]));
-        let m = task_to_machine(&task("STOPPING")).expect("mapped");
+        assert!(task_ready("RUNNING", None, &[], None));
+        assert!(task_ready("RUNNING", Some(&HealthStatus::Healthy), &[], None));
+        assert!(task_ready("RUNNING", Some(&HealthStatus::UnknownValue), &[None], None));
+        assert!(!task_ready("RUNNING", Some(&HealthStatus::Unhealthy), &[], None));
+        assert!(!task_ready(
+            "RUNNING",
+            Some(&HealthStatus::UnknownValue),
+            &[Some(&HealthStatus::Unhealthy)],
+            None
+        ));
+        assert!(!task_ready("PENDING", Some(&HealthStatus::Healthy), &[], None));
+        // With the task definition known: a declared health check must report HEALTHY; without one,
+        // RUNNING is ready (ECS reports UNKNOWN then).
+        let unknown = Some(&HealthStatus::UnknownValue);
+        assert!(!task_ready("RUNNING", unknown, &[None], Some(true)), "checked, not yet HEALTHY");
+        assert!(task_ready("RUNNING", Some(&HealthStatus::Healthy), &[None], Some(true)));
+        assert!(task_ready("RUNNING", unknown, &[None], Some(false)));
+        assert!(!task_ready("RUNNING", Some(&HealthStatus::Unhealthy), &[None], Some(false)));
+        let m = task_to_machine(&task("STOPPING"), None).expect("mapped");
         assert!(!m.ready);
         assert_eq!((m.status.as_str(), m.provider_status.as_deref()), ("Unknown", Some("STOPPING")));
     }
@@ -324,7 +342,7 @@ mod tests {
         assert_eq!(service_of_group(Some("service:")), None);
         assert_eq!(service_of_group(None), None);
         let bare = t::Task::builder().task_arn("arn:aws:ecs:r:1:task/c/x").last_status("RUNNING").build();
-        let m = task_to_machine(&bare).expect("mapped");
+        let m = task_to_machine(&bare, None).expect("mapped");
         assert_eq!(m.controller, None);
         assert_eq!(m.start_time, None);
         assert!(m.labels.is_empty() && m.resources.limits.is_empty());
@@ -346,7 +364,7 @@ mod tests {
         let mut c = service_to_controller(&svc).expect("mapped");
         assert_eq!((c.name.as_str(), c.replicas, c.ready_replicas), ("web", 3, 2));
         // ECS counts both RUNNING tasks; only the healthy one is ready.
-        let healthy = task_to_machine(&task("RUNNING")).expect("mapped");
+        let healthy = task_to_machine(&task("RUNNING"), None).expect("mapped");
         let unhealthy = task_to_machine(
             &t::Task::builder()
                 .health_status(HealthStatus::Unhealthy)
@@ -355,6 +373,7 @@ mod tests {
                 .last_status("RUNNING")
                 .group("service:web")
                 .build(),
+            None,
         )
         .expect("mapped");
         assert!(healthy.ready && !unhealthy.ready);

@@ -12,8 +12,9 @@ mod poll;
 mod write;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -25,8 +26,8 @@ pub use self::error::EcsError;
 use self::poll::KnownTask;
 pub use self::poll::Snapshot;
 pub use self::write::MAX_TAGS;
-use crate::cache::model::ControllerKind;
-use crate::cache::{Cache, ReadError};
+use crate::cache::model::{ControllerKind, Machine};
+use crate::cache::{Cache, ControllerRecord, ReadError};
 use crate::provider::scale::{Resolved, Scaled, Scaler, Source, TargetKey, TargetProvider, WriteQueue};
 use crate::provider::{
     Capabilities, ControllerTarget, Fragment, Health, ManifestKind, Provider, ProviderError, ReadModel,
@@ -42,7 +43,13 @@ pub struct EcsSettings {
     /// Sustained ECS reads per second across all clusters, and the burst allowed.
     pub read_rate: f64,
     pub read_burst: u32,
+    /// A cluster not refreshed successfully for this long makes the provider unhealthy (readiness fails);
+    /// shorter failures are reported in its health reason only.
+    pub stale_after: Duration,
 }
+
+/// `EcsSettings::stale_after` unless set otherwise.
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(120);
 
 #[derive(Debug, thiserror::Error)]
 pub enum EcsConfigError {
@@ -88,22 +95,51 @@ impl EcsSettings {
 
     /// Settings with explicit client options (the emulator: its endpoint and dummy credentials).
     pub fn with_client(client: ClientOptions, clusters: Vec<String>, poll_interval: Duration) -> EcsSettings {
-        EcsSettings { client, clusters, poll_interval, read_rate: 5.0, read_burst: 65 }
+        EcsSettings {
+            client,
+            clusters,
+            poll_interval,
+            read_rate: 5.0,
+            read_burst: 65,
+            stale_after: DEFAULT_STALE_AFTER,
+        }
     }
 }
+
+/// What the poller knows of one cluster's refreshes.
+#[derive(Debug)]
+struct ClusterState {
+    /// When its poller started (staleness counts from here until the first success).
+    since: Instant,
+    last_success: Option<Instant>,
+    /// The error of the last failed refresh (cleared by a successful one).
+    error: Option<String>,
+    /// ECS says the cluster does not exist.
+    missing: bool,
+}
+
+/// A targeted refresh's result, kept until a full refresh that started after it lands.
+type Recent = (u64, ControllerRecord, Vec<Machine>);
 
 /// State shared by the pollers and the writes.
 pub(crate) struct Inner {
     api: EcsApi,
+    region: String,
     budget: Budget,
     cache: Arc<Cache>,
     interval: Duration,
-    /// One lock per cluster: cache replacements of a cluster happen one at a time, in call order.
+    stale_after: Duration,
+    /// One lock per cluster: cache replacements of a cluster happen one at a time (held only to swap).
     locks: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    /// Orders refreshes: each takes a number when it starts reading ECS.
+    seq: AtomicU64,
+    /// Per cluster and service, the newest targeted refresh (re-applied over older full snapshots).
+    recent: Mutex<HashMap<String, HashMap<String, Recent>>>,
     /// Per cluster, task id → what the last refresh saw (version skip, id → ARN).
     known: Mutex<HashMap<String, HashMap<String, KnownTask>>>,
-    /// Per cluster, the error of the last failed refresh (cleared by a successful one).
-    errors: Mutex<BTreeMap<String, String>>,
+    /// Task definition ARN → whether it declares a container health check (definitions are immutable).
+    task_definitions: Mutex<HashMap<String, bool>>,
+    clusters: Mutex<BTreeMap<String, ClusterState>>,
 }
 
 impl Inner {
@@ -111,16 +147,56 @@ impl Inner {
         self.locks.get(cluster).cloned().unwrap_or_default()
     }
 
-    fn health_ok(&self, cluster: &str) {
-        if let Ok(mut e) = self.errors.lock() {
-            e.remove(cluster);
+    fn with_state(&self, cluster: &str, f: impl FnOnce(&mut ClusterState)) {
+        if let Ok(mut states) = self.clusters.lock() {
+            let state = states.entry(cluster.to_string()).or_insert_with(|| ClusterState {
+                since: Instant::now(),
+                last_success: None,
+                error: None,
+                missing: false,
+            });
+            f(state);
         }
     }
 
-    fn health_fail(&self, cluster: &str, error: &EcsError) {
-        if let Ok(mut e) = self.errors.lock() {
-            e.insert(cluster.to_string(), error.reason());
+    fn refresh_ok(&self, cluster: &str) {
+        self.with_state(cluster, |s| {
+            if s.missing {
+                tracing::info!(cluster, "ECS cluster {cluster} exists now: serving it");
+            }
+            s.last_success = Some(Instant::now());
+            s.error = None;
+            s.missing = false;
+        });
+    }
+
+    fn ever_refreshed(&self, cluster: &str) -> bool {
+        self.clusters.lock().is_ok_and(|s| s.get(cluster).is_some_and(|s| s.last_success.is_some()))
+    }
+
+    fn refresh_failed(&self, cluster: &str, error: &EcsError) {
+        self.with_state(cluster, |s| s.error = Some(error.reason()));
+    }
+
+    /// The cluster does not exist: said once in the log, and by every read of it (404), while the other
+    /// clusters and readiness go on; looked up again every interval.
+    fn cluster_missing(&self, cluster: &str, message: &str) {
+        let region = &self.region;
+        let every = self.interval.as_secs_f64();
+        let said = format!(
+            "ECS cluster {cluster} does not exist in region {region} for these credentials ({message}); \
+             machinist looks again every {every}s"
+        );
+        let mut first = false;
+        self.with_state(cluster, |s| {
+            first = !s.missing;
+            s.missing = true;
+            s.error = None;
+        });
+        if first {
+            tracing::error!(cluster, region = %region, "{said}");
         }
+        self.cache.mark_missing(cluster, said);
     }
 }
 
@@ -156,7 +232,7 @@ impl Scaler for EcsScaler {
         async move {
             let (previous, applied) = self.inner.scale_service(&scope, &name, replicas).await?;
             let controller = self.inner.cache.controller(&scope, &name, None).ok();
-            Ok(Scaled { kind: ControllerKind::Service, name, previous, applied, controller })
+            Ok(Scaled { kind: ControllerKind::Service, name, previous, applied, controller, by: None })
         }
         .boxed()
     }
@@ -189,13 +265,21 @@ impl EcsProvider {
         let locks = settings.clusters.iter().map(|c| (c.clone(), Arc::default())).collect();
         let inner = Inner {
             api,
-            budget: Budget::new(settings.read_rate, settings.read_burst),
+            region: settings.client.region.clone(),
+            budget: Budget::new(settings.read_rate, settings.read_burst, &settings.clusters),
             cache,
             interval: settings.poll_interval,
+            stale_after: settings.stale_after,
             locks,
+            seq: AtomicU64::new(0),
+            recent: Mutex::default(),
             known: Mutex::default(),
-            errors: Mutex::default(),
+            task_definitions: Mutex::default(),
+            clusters: Mutex::default(),
         };
+        for cluster in &settings.clusters {
+            inner.with_state(cluster, |_| {});
+        }
         Ok(EcsProvider { inner: Arc::new(inner), pollers: Vec::new(), queue: OnceLock::new() })
     }
 
@@ -240,6 +324,7 @@ const CAPABILITIES: Capabilities = Capabilities {
     apply: false,
     gateways: false,
     httproutes: false,
+    scale_requests: false,
 };
 
 impl Provider for EcsProvider {
@@ -251,11 +336,41 @@ impl Provider for EcsProvider {
         CAPABILITIES
     }
 
+    /// Healthy unless a cluster has gone `stale_after` without a successful refresh: ECS throttles per
+    /// account, so one failed refresh on every replica at once must not take them all out of their
+    /// Services (Kubernetes reads included). Failures short of that, and missing clusters, are reported in
+    /// `reason` only.
     fn health(&self) -> Health {
-        let errors = self.inner.errors.lock().map(|e| e.clone()).unwrap_or_default();
-        let reason = (!errors.is_empty())
-            .then(|| errors.iter().map(|(c, e)| format!("cluster {c}: {e}")).collect::<Vec<_>>().join("; "));
-        Health { healthy: errors.is_empty(), synced: self.inner.cache.synced(), reason }
+        let now = Instant::now();
+        let bound = self.inner.stale_after.as_secs();
+        let mut healthy = true;
+        let mut reasons = Vec::new();
+        if let Ok(states) = self.inner.clusters.lock() {
+            for (cluster, s) in states.iter() {
+                if s.missing {
+                    reasons.push(format!("cluster {cluster} does not exist"));
+                    continue;
+                }
+                let age = now.saturating_duration_since(s.last_success.unwrap_or(s.since));
+                let stale = age > self.inner.stale_after;
+                healthy &= !stale;
+                let secs = age.as_secs();
+                match (&s.error, stale) {
+                    (Some(e), true) => reasons.push(format!(
+                        "cluster {cluster}: no successful refresh for {secs}s (bound {bound}s): {e}"
+                    )),
+                    (Some(e), false) => reasons.push(format!(
+                        "cluster {cluster}: {e} (last successful refresh {secs}s ago; stale after {bound}s)"
+                    )),
+                    (None, true) => reasons.push(format!(
+                        "cluster {cluster}: no successful refresh for {secs}s (bound {bound}s)"
+                    )),
+                    (None, false) => {}
+                }
+            }
+        }
+        let reason = (!reasons.is_empty()).then(|| reasons.join("; "));
+        Health { healthy, synced: self.inner.cache.synced(), reason }
     }
 
     fn reads(&self) -> &dyn ReadModel {

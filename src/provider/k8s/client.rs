@@ -2,9 +2,13 @@
 //! `machinist_provider_requests_total{provider="k8s",verb,resource}`.
 //!
 //! It decides the retry policy per client (the write path wants kube-client's default retry off, so the
-//! reconciler owns the retry budget) and nothing else: no watches, no writes.
+//! reconciler owns the retry budget) and the bounds of every call: connect, send and response timeouts.
+//! Requests get [`Timeouts::request`]; watches get their own client ([`watch_client`]) bounded a little
+//! above the server-side `timeoutSeconds` the watchers ask for ([`WATCH_TIMEOUT`]). It makes no calls
+//! itself: no watches, no writes.
 
 use std::path::Path;
+use std::time::Duration;
 
 use http::{Method, Request};
 use kube::client::{Body, ClientBuilder};
@@ -25,12 +29,64 @@ pub enum ClientError {
     Build(#[from] kube::Error),
 }
 
-/// A client from `config`, counting its requests; `retry` turns kube-client's default retry of 429/503/504
-/// on or off.
-pub fn client_with(mut config: Config, retry: bool) -> kube::Result<Client> {
+/// The server-side `timeoutSeconds` of every watch (kube's default). kube-runtime drops a watch that stays
+/// silent 5 s longer than this and watches again.
+pub const WATCH_TIMEOUT: Duration = Duration::from_secs(290);
+
+/// How far above [`WATCH_TIMEOUT`] the watch client's own bound lies: it cuts a LIST, or a watch whose
+/// server went silent, that kube-runtime's idle check does not.
+const WATCH_MARGIN: Duration = Duration::from_secs(15);
+
+/// The bounds of one API request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Establishing the connection.
+    pub connect: Duration,
+    /// Sending the request, and waiting for each part of the response (counted from the request, not from
+    /// when a pooled connection went idle).
+    pub request: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { connect: Duration::from_secs(5), request: Duration::from_secs(10) }
+    }
+}
+
+impl Timeouts {
+    /// The bounds of a watch client: requests as `self`, responses up to [`WATCH_TIMEOUT`] plus a margin.
+    pub fn for_watches(self) -> Timeouts {
+        Timeouts { request: (WATCH_TIMEOUT + WATCH_MARGIN).max(self.request), ..self }
+    }
+
+    /// `config` with these bounds.
+    pub fn apply(self, mut config: Config) -> Config {
+        config.connect_timeout = Some(self.connect);
+        config.read_timeout = Some(self.request);
+        config.write_timeout = Some(self.request);
+        // Otherwise the time a pooled connection sat idle counts against the next response's bound.
+        config.reset_reader_on_write = true;
+        config
+    }
+}
+
+/// A client from `config` with the default [`Timeouts`], counting its requests; `retry` turns
+/// kube-client's default retry of 429/503/504 on or off.
+pub fn client_with(config: Config, retry: bool) -> kube::Result<Client> {
+    bounded(config, retry, Timeouts::default())
+}
+
+/// [`client_with`] with these bounds.
+pub fn bounded(config: Config, retry: bool, timeouts: Timeouts) -> kube::Result<Client> {
+    let mut config = timeouts.apply(config);
     config.default_retry = retry;
     let builder = ClientBuilder::try_from(config)?;
     Ok(builder.with_layer(&MapRequestLayer::new(count_request)).build())
+}
+
+/// The client the watchers use: no retry (they back off themselves), bounded by [`Timeouts::for_watches`].
+pub fn watch_client(config: Config, timeouts: Timeouts) -> kube::Result<Client> {
+    bounded(config, false, timeouts.for_watches())
 }
 
 /// In-cluster config, else `KUBECONFIG` / `~/.kube/config`.
@@ -128,6 +184,40 @@ mod tests {
                 "{method} {path}?{query}"
             );
         }
+    }
+
+    /// A server that accepts connections and never answers: the request must end by its bound.
+    #[tokio::test]
+    async fn a_request_to_a_server_that_never_answers_ends_within_its_bound() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        });
+        let config = Config::new(format!("http://{addr}").parse().expect("uri"));
+        let timeouts = Timeouts { connect: Duration::from_secs(1), request: Duration::from_millis(300) };
+        let client = bounded(config, false, timeouts).expect("client");
+        let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(client, "x");
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(Duration::from_secs(5), api.get("y")).await;
+        assert!(matches!(answer, Ok(Err(_))), "the request failed by itself, not by the test's timeout");
+        assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+        held.abort();
+    }
+
+    #[test]
+    fn every_client_is_bounded_and_watches_a_little_above_their_server_timeout() {
+        let config = Timeouts::default().apply(Config::new("http://127.0.0.1:9".parse().expect("uri")));
+        assert_eq!(config.connect_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(config.read_timeout, Some(Duration::from_secs(10)));
+        assert_eq!(config.write_timeout, Some(Duration::from_secs(10)));
+        assert!(config.reset_reader_on_write);
+        let watch = Timeouts::default().for_watches();
+        assert!(watch.request > WATCH_TIMEOUT + Duration::from_secs(5), "above kube-runtime's idle check");
+        assert!(watch.request <= WATCH_TIMEOUT + Duration::from_secs(30), "but only a little");
     }
 
     #[tokio::test]

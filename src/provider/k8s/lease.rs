@@ -2,6 +2,10 @@
 //! every 2 s and steps down when it could not renew for 10 s; a follower takes the lease once it saw no
 //! renewal for 15 s, or at once when the holder released it (holder cleared on shutdown).
 //!
+//! The 10 s are measured by the leader's own clock from the start of its last successful renewal, whatever
+//! the calls do meanwhile: a renewal still running at the deadline is abandoned and leadership dropped, so
+//! the old leader has stopped 5 s before anyone else may take over.
+//!
 //! Our own small module rather than `kube-lease-manager` (0.13 is built on kube 5 too): it is ~250 lines,
 //! uses the same RV-guarded updates client-go does, and keeps our retry budget and metrics in our hands.
 //! Expiry is judged by local observation time (as client-go does), never by comparing clocks across
@@ -227,28 +231,53 @@ impl Elector {
         }
     }
 
+    /// When a leader must have renewed by: `renewDeadline` after the start of its last successful renewal.
+    fn renew_by(&self) -> Option<Instant> {
+        self.last_renew.filter(|_| self.is_leader()).map(|at| at + self.config.renew_deadline)
+    }
+
+    /// Stop leading once the renew deadline has passed (by this replica's clock).
+    fn step_down_if_stale(&self) {
+        if self.renew_by().is_some_and(|by| Instant::now() >= by) {
+            tracing::warn!(
+                renew_deadline = ?self.config.renew_deadline,
+                "no lease renewal succeeded within the renew deadline: stepping down"
+            );
+            self.set_leader(false);
+        }
+    }
+
     /// Elect until `shutdown` resolves, then release. Leadership is published on the watch channel.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
-            match self.try_acquire_or_renew().await {
+            // A leader's round may last until its renew deadline; anyone else's one renew deadline.
+            let bound = self.renew_by().unwrap_or_else(|| Instant::now() + self.config.renew_deadline);
+            match tokio::time::timeout_at(bound, self.try_acquire_or_renew()).await {
                 // `false` while leading: someone else took the lease (ours had expired for them).
-                Ok(leading) => self.set_leader(leading),
-                Err(error) => {
-                    tracing::warn!(%error, "lease round failed");
-                    let stale = self.last_renew.is_none_or(|at| at.elapsed() >= self.config.renew_deadline);
-                    if self.is_leader() && stale {
-                        self.set_leader(false);
-                    }
-                }
+                Ok(Ok(leading)) => self.set_leader(leading),
+                Ok(Err(error)) => tracing::warn!(%error, "lease round failed"),
+                Err(_) => tracing::warn!(
+                    lease = %self.config.name,
+                    "a lease round did not finish within the renew deadline; abandoned"
+                ),
             }
+            self.step_down_if_stale();
+            // Wake at the renew deadline too: stepping down must not wait for the next round.
+            let next = Instant::now() + self.config.retry_period;
+            let wake = self.renew_by().map_or(next, |by| by.min(next));
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = tokio::time::sleep(self.config.retry_period) => {}
+                _ = tokio::time::sleep_until(wake) => {}
             }
+            self.step_down_if_stale();
         }
-        if let Err(error) = self.release().await {
-            tracing::warn!(%error, "could not release the lease; another replica takes it when it expires");
+        match tokio::time::timeout(self.config.renew_deadline, self.release()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "could not release the lease; another replica takes it when it expires")
+            }
+            Err(_) => tracing::warn!("releasing the lease hung; another replica takes it when it expires"),
         }
     }
 }

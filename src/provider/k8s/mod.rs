@@ -6,6 +6,7 @@
 pub mod client;
 pub mod lease;
 pub mod review;
+pub mod served;
 pub mod watch;
 pub mod write;
 
@@ -48,8 +49,10 @@ impl Provider for K8sProvider {
             labels: true,
             services: true,
             apply: true,
-            gateways: true,
-            httproutes: true,
+            // What the cluster serves, as discovery last saw it: a missing kind answers 501.
+            gateways: self.watches.apis.served(served::Api::Gateways),
+            httproutes: self.watches.apis.served(served::Api::HttpRoutes),
+            scale_requests: self.watches.apis.served(served::Api::ScaleRequests),
         }
     }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Pod, ReplicationController, Service};
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::api::{Api, ApiResource, DynamicObject};
 use kube::core::{DeserializeGuard, NamespaceResourceScope};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -20,6 +20,8 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 
+use super::client::WATCH_TIMEOUT;
+use super::served::{self, REDISCOVER, ServedApis};
 use crate::cache::{Cache, Gateway, HttpRoute, K8sObject, kinds};
 use crate::metrics::metrics;
 
@@ -40,6 +42,8 @@ struct WatcherState {
 #[derive(Debug, Default)]
 pub struct WatchHealth {
     watchers: Mutex<HashMap<String, WatcherState>>,
+    /// The optional APIs the cluster serves, as discovery last saw them.
+    pub apis: ServedApis,
 }
 
 impl WatchHealth {
@@ -164,8 +168,9 @@ pub fn spawn_watchers(client: Client, cache: Arc<Cache>, namespaces: &[String]) 
     if namespaces.is_empty() {
         handles.push(ctx.typed::<Namespace>(Api::all(client), None));
     }
-    handles.push(ctx.gateway_api(kinds::GATEWAYS, "Gateway", scopes.clone(), Gateway));
-    handles.push(ctx.gateway_api(kinds::HTTPROUTES, "HTTPRoute", scopes, HttpRoute));
+    handles.push(ctx.gateway_api(kinds::GATEWAYS, served::Api::Gateways, scopes.clone(), Gateway));
+    handles.push(ctx.gateway_api(kinds::HTTPROUTES, served::Api::HttpRoutes, scopes, HttpRoute));
+    handles.push(ctx.scale_request_crd());
     Watchers { handles, health }
 }
 
@@ -229,11 +234,12 @@ impl Ctx {
         })
     }
 
-    /// Gateway API kinds: discovery first (retried with backoff on errors other than "not served").
+    /// Gateway API kinds: discovery first (retried with backoff on errors other than "not served"); a kind
+    /// that is not served is looked up again every [`REDISCOVER`] and watched once it is.
     fn gateway_api<K: K8sObject>(
         &self,
         kind: &'static str,
-        api_kind: &'static str,
+        api: served::Api,
         scopes: Vec<Option<String>>,
         wrap: fn(DynamicObject) -> K,
     ) -> JoinHandle<()> {
@@ -243,14 +249,26 @@ impl Ctx {
             self.health.register(kind, ns.as_deref());
         }
         tokio::spawn(async move {
-            let Some(ar) = ctx.discover(kind, api_kind).await else {
-                // Not served: nothing to watch, and nothing to be unhealthy about.
-                for id in &ids {
-                    ctx.health.remove(id);
+            let mut skipped = false;
+            let ar = loop {
+                if let Some(ar) = ctx.discover(kind, api).await {
+                    break ar;
                 }
-                ctx.cache.skip_kind(kind);
-                return;
+                if !skipped {
+                    // Not served: nothing to watch, and nothing to be unhealthy about.
+                    for id in &ids {
+                        ctx.health.remove(id);
+                    }
+                    ctx.cache.skip_kind(kind);
+                    skipped = true;
+                }
+                tokio::time::sleep(REDISCOVER).await;
             };
+            if skipped {
+                for ns in &scopes {
+                    ctx.health.register(kind, ns.as_deref());
+                }
+            }
             let mut tasks = Vec::new();
             for (ns, id) in scopes.into_iter().zip(ids) {
                 let api: Api<DynamicObject> = match &ns {
@@ -269,19 +287,14 @@ impl Ctx {
         })
     }
 
-    async fn discover(&self, kind: &'static str, api_kind: &str) -> Option<ApiResource> {
-        let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", api_kind);
+    /// Whether `api` is served, recorded in `health.apis`; retried with backoff while discovery fails.
+    async fn discover(&self, kind: &'static str, api: served::Api) -> Option<ApiResource> {
         let mut delay = Duration::from_millis(500);
         loop {
-            match kube::discovery::pinned_kind(&self.client, &gvk).await {
-                Ok((ar, _caps)) => return Some(ar),
-                Err(kube::Error::Api(status)) if status.code == 404 => {
-                    tracing::info!(kind, "Gateway API kind not served by this cluster: not watched");
-                    return None;
-                }
-                Err(kube::Error::Discovery(err)) => {
-                    tracing::info!(kind, %err, "Gateway API kind not served by this cluster: not watched");
-                    return None;
+            match served::discover(&self.client, api).await {
+                Ok(found) => {
+                    self.health.apis.set(api, found.is_some());
+                    return found;
                 }
                 Err(err) => {
                     tracing::warn!(kind, %err, "discovery failed; retrying");
@@ -291,6 +304,21 @@ impl Ctx {
                 }
             }
         }
+    }
+}
+
+impl Ctx {
+    /// machinist's own CRD: the ScaleRequest controller watches it (and recovers by itself once it is
+    /// installed); this only finds out whether it is served, for `/providers`, the gauge and the log.
+    fn scale_request_crd(&self) -> JoinHandle<()> {
+        let ctx = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let served = ctx.discover("scalerequests", served::Api::ScaleRequests).await.is_some();
+                // While it is there, look now and then: a CRD can be deleted too.
+                tokio::time::sleep(if served { REDISCOVER * 6 } else { REDISCOVER }).await;
+            }
+        })
     }
 }
 
@@ -334,12 +362,19 @@ async fn drive<K, R, S>(
     health.ended(&id);
 }
 
-/// A watcher with kube's default backoff on errors.
+/// A watcher with kube's default backoff on errors. Its client must come from `client::watch_client`: the
+/// server ends each watch after [`WATCH_TIMEOUT`], kube-runtime drops one silent 5 s past that, and the
+/// client's own bound cuts a hung LIST.
 fn watcher<K>(api: Api<K>) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
-    watcher::watcher(api, watcher::Config::default()).default_backoff()
+    watcher::watcher(api, watch_config()).default_backoff()
+}
+
+/// The watcher configuration of every watch machinist runs (the ScaleRequest controller's too).
+pub fn watch_config() -> watcher::Config {
+    watcher::Config::default().timeout(u32::try_from(WATCH_TIMEOUT.as_secs()).unwrap_or(290))
 }
 
 #[cfg(test)]

@@ -206,7 +206,7 @@ impl K8sScaler {
         let object = api.get(name).await.map_err(|e| map_kube_error(e, &what))?;
         self.cache.apply(&object);
         let controller = self.cache.controller(ns, name, Some(kind)).ok();
-        Ok(Scaled { kind, name: name.to_string(), previous, applied: replicas, controller })
+        Ok(Scaled { kind, name: name.to_string(), previous, applied: replicas, controller, by: None })
     }
 }
 
@@ -283,9 +283,14 @@ impl K8sWrites {
 
     async fn delete_typed<K: Workload>(&self, ns: &str, name: &str, what: &str) -> provider::Result<()> {
         let api: Api<K> = Api::namespaced(self.client.clone(), ns);
-        api.delete(name, &DeleteParams::background()).await.map_err(|e| map_kube_error(e, what))?;
-        // Background propagation: the object is gone now, its dependents follow.
-        self.cache.delete(&tombstone::<K>(ns, name));
+        let answer =
+            api.delete(name, &DeleteParams::background()).await.map_err(|e| map_kube_error(e, what))?;
+        // Background propagation: the object is gone now, its dependents follow. The answer's
+        // resourceVersion guards the deletion against a late watch event bringing the object back.
+        let mut gone = tombstone::<K>(ns, name);
+        gone.meta_mut().resource_version =
+            answer.left().and_then(|o| Resource::meta(&o).resource_version.clone());
+        self.cache.delete(&gone);
         Ok(())
     }
 
@@ -369,9 +374,11 @@ impl K8sWrites {
         let ar = api_resource(&manifest::httproute_gvk());
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &ns, &ar);
         let what = format!("HTTPRoute {name} in namespace {ns}");
-        api.delete(&name, &DeleteParams::background()).await.map_err(|e| map_kube_error(e, &what))?;
+        let answer =
+            api.delete(&name, &DeleteParams::background()).await.map_err(|e| map_kube_error(e, &what))?;
         let mut gone = DynamicObject::new(&name, &ar);
         gone.metadata.namespace = Some(ns);
+        gone.metadata.resource_version = answer.left().and_then(|o| o.metadata.resource_version);
         self.cache.delete(&HttpRoute(gone));
         Ok(())
     }

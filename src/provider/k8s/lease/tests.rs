@@ -18,6 +18,8 @@ use super::*;
 struct Store {
     lease: Option<Value>,
     rv: u64,
+    /// Every request hangs (never answers) while set.
+    hang: bool,
 }
 
 type Shared = Arc<Mutex<Store>>;
@@ -35,6 +37,9 @@ async fn handle(
     OriginalUri(uri): OriginalUri,
     body: Bytes,
 ) -> Response {
+    if store.lock().unwrap().hang {
+        futures::future::pending::<()>().await;
+    }
     let mut s = store.lock().unwrap();
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let base = "/apis/coordination.k8s.io/v1/namespaces/default/leases";
@@ -139,4 +144,25 @@ async fn a_crashed_leader_is_replaced_after_the_lease_expires() {
     a.task.abort();
     let took = wait_leader(&mut b, Duration::from_secs(6)).await;
     assert!(took >= Duration::from_millis(1500), "did not wait for the lease to expire: {took:?}");
+}
+
+/// Finding 2: a renewal that hangs (no error, no answer) must not keep leadership past the renew deadline.
+#[tokio::test]
+async fn a_hung_renewal_steps_down_at_the_renew_deadline_by_the_leaders_clock() {
+    let (store, client) = server().await;
+    let mut a = start(&client, "a");
+    wait_leader(&mut a, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    store.lock().unwrap().hang = true;
+    let hung = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), a.leader.wait_for(|l| !*l))
+        .await
+        .expect("stepped down while the renewal still hangs")
+        .unwrap();
+    // The last renewal started at most one retry period (100 ms) before the hang; the deadline is 1.5 s.
+    let took = hung.elapsed();
+    assert!(took <= Duration::from_millis(1700), "stepped down {took:?} after the hang began");
+    // Stopping does not hang on the release either.
+    a.stop.take().unwrap().send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(3), a.task).await.expect("the elector stops").unwrap();
 }

@@ -1,62 +1,33 @@
-//! The axum router: path parsing, auth, stats and faults middleware, and the resource verbs.
+//! The axum router: auth, stats and faults middleware, the test hooks, and the dispatch of resource verbs.
 //!
-//! It turns requests into store calls and `StatusError`s into `metav1.Status` responses; object semantics
-//! live in `store`, patch maths in `patch`, watches in `watch`. It must not panic on any input.
+//! It turns requests (parsed by `request`) into store calls, and answers with `response`'s helpers; object
+//! semantics live in `store`, patch maths in `patch`, server-side apply in `apply`, watches in `watch`,
+//! discovery in `discovery`. Those import nothing from here. It must not panic on any input.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
-use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http::{HeaderMap, Method, StatusCode, header};
 use serde_json::{Value, json};
 
-use super::discovery;
-use super::faults::{Faults, FaultsSpec};
-use super::patch;
-use super::stats::{Access, Stats};
-use super::store::{DeleteOpts, ListQuery, Part, ResourceType, Store, WriteOpts};
-use super::table;
-use super::watch;
-use super::{Gvr, StatusError};
-use crate::sandbox::select::{FieldSelector, LabelSelector};
+use super::faults::FaultsSpec;
+use super::hang::Call;
+pub use super::request::AppState;
+use super::request::{Req, Target, User, classify, is_true, parse_path, parse_query, strict_check};
+use super::response::{json_bytes, json_value, status_response};
+use super::select::{FieldSelector, LabelSelector};
+use super::stats::Access;
+use super::status::StatusError;
+use super::store::{DeleteOpts, ListQuery, Part, ResourceType};
+use super::{apply, discovery, patch, table, watch};
 
 /// Largest request body accepted.
 const BODY_LIMIT: usize = 32 * 1024 * 1024;
-
-/// What every handler shares.
-pub struct AppState {
-    pub store: Store,
-    pub token: Option<String>,
-    pub test_hooks: bool,
-    pub stats: Stats,
-    pub faults: Faults,
-    /// Bumped to end every open watch.
-    pub close_watches: tokio::sync::watch::Sender<u64>,
-    pub bookmark_every: Duration,
-    /// TokenReview / SubjectAccessReview answers.
-    pub reviews: std::sync::RwLock<super::review::Reviews>,
-}
-
-impl AppState {
-    pub fn new(store: Store, token: Option<String>, test_hooks: bool) -> AppState {
-        AppState {
-            store,
-            token,
-            test_hooks,
-            stats: Stats::default(),
-            faults: Faults::default(),
-            close_watches: tokio::sync::watch::channel(0).0,
-            bookmark_every: Duration::from_secs(5),
-            reviews: Default::default(),
-        }
-    }
-}
 
 /// The whole API server as a router (tests drive it with `oneshot`).
 pub fn router(state: Arc<AppState>) -> Router {
@@ -64,14 +35,11 @@ pub fn router(state: Arc<AppState>) -> Router {
     if state.test_hooks {
         r = r
             .route("/sandbox/stats", get(get_stats).delete(reset_stats))
+            .route("/sandbox/writes", get(get_writes).delete(reset_writes))
             .route("/sandbox/faults", get(get_faults).post(set_faults).delete(clear_faults));
     }
     r.fallback(dispatch).layer(middleware::from_fn_with_state(state.clone(), guard)).with_state(state)
 }
-
-/// A request's user, after authentication.
-#[derive(Clone, Debug)]
-pub struct User(pub String);
 
 /// Auth, stats and faults, in that order.
 async fn guard(State(st): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
@@ -87,29 +55,39 @@ async fn guard(State(st): State<Arc<AppState>>, mut req: Request, next: Next) ->
     let (namespace, name) = parse_path(&path)
         .map(|t| (t.namespace.unwrap_or_default(), t.name.unwrap_or_default()))
         .unwrap_or_default();
-    st.stats.record(
-        &Access { verb, group: &group, resource: &resource, namespace: &namespace, name: &name },
-        &user,
-    );
-    req.extensions_mut().insert(User(user));
-    if let Some(plan) = st.faults.plan(verb, &resource) {
+    let access = Access { verb, group: &group, resource: &resource, namespace: &namespace, name: &name };
+    st.stats.record(&access, &user);
+    req.extensions_mut().insert(User(user.clone()));
+    let changed = st.faults.changed();
+    if let Some(plan) = st.faults.plan(&Call { user: &user, verb, resource: &resource, name: &name }) {
         if !plan.latency.is_zero() {
             tokio::time::sleep(plan.latency).await;
+        }
+        if let Some(hang) = plan.hang {
+            tokio::select! {
+                _ = tokio::time::sleep(hang) => {}
+                _ = changed => {}
+            }
         }
         if let Some(e) = plan.error {
             return status_response(&e);
         }
     }
-    next.run(req).await
+    let response = next.run(req).await;
+    st.writes.record(&access, verb, &user, response.status().as_u16());
+    response
 }
 
 fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<String, StatusError> {
-    let Some(want) = &st.token else { return Ok("anonymous".into()) };
     let got = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
+    if let Some(user) = got.and_then(|g| st.users.read().unwrap_or_else(|e| e.into_inner()).get(g).cloned()) {
+        return Ok(user);
+    }
+    let Some(want) = &st.token else { return Ok("anonymous".into()) };
     // Constant-time enough for a sandbox; the token itself is never logged or recorded.
     if got.is_some_and(|g| {
         g.len() == want.len() && g.bytes().zip(want.bytes()).fold(0, |a, (x, y)| a | (x ^ y)) == 0
@@ -120,134 +98,6 @@ fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<String, StatusErro
     }
 }
 
-/// (audit verb, group, resource[/subresource]) of a request, for stats and faults.
-pub fn classify(method: &Method, path: &str, query: Option<&str>) -> (&'static str, String, String) {
-    let Some(t) = parse_path(path) else {
-        return (verb_of(method, false, false), String::new(), "nonresource".into());
-    };
-    let q = parse_query(query);
-    let watching = is_true(q.get("watch"));
-    let resource = match &t.sub {
-        Some(s) => format!("{}/{s}", t.gvr.resource),
-        None => t.gvr.resource.clone(),
-    };
-    let verb = if watching { "watch" } else { verb_of(method, t.name.is_some(), true) };
-    (verb, t.gvr.group, resource)
-}
-
-fn verb_of(method: &Method, named: bool, resource: bool) -> &'static str {
-    match *method {
-        Method::GET | Method::HEAD if named || !resource => "get",
-        Method::GET | Method::HEAD => "list",
-        Method::POST => "create",
-        Method::PUT => "update",
-        Method::PATCH => "patch",
-        Method::DELETE if named || !resource => "delete",
-        Method::DELETE => "deletecollection",
-        _ => "unknown",
-    }
-}
-
-fn is_true(v: Option<&String>) -> bool {
-    matches!(v.map(String::as_str), Some("true" | "1"))
-}
-
-/// A resource path, parsed.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Target {
-    pub gvr: Gvr,
-    pub namespace: Option<String>,
-    pub name: Option<String>,
-    pub sub: Option<String>,
-}
-
-/// `/api/v1/...` or `/apis/g/v/...` into a target; None for discovery and unknown shapes.
-pub fn parse_path(path: &str) -> Option<Target> {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    if segs.iter().any(|s| s.is_empty()) {
-        return None;
-    }
-    let (group, version, rest) = match segs.as_slice() {
-        ["api", v, rest @ ..] => ("", *v, rest),
-        ["apis", g, v, rest @ ..] => (*g, *v, rest),
-        _ => return None,
-    };
-    if rest.is_empty() || rest.iter().any(|s| s.is_empty()) {
-        return None;
-    }
-    let own = |s: &&str| s.to_string();
-    let namespaced = rest[0] == "namespaces"
-        && rest.len() >= 3
-        && !(group.is_empty() && rest.len() == 3 && matches!(rest[2], "status" | "finalize"));
-    let (ns, res, tail) =
-        if namespaced { (Some(rest[1]), rest[2], &rest[3..]) } else { (None, rest[0], &rest[1..]) };
-    if tail.len() > 2 {
-        return None;
-    }
-    Some(Target {
-        gvr: Gvr::new(group, version, res),
-        namespace: ns.map(|n| n.to_string()),
-        name: tail.first().map(own),
-        sub: tail.get(1).map(own),
-    })
-}
-
-/// `a=b&c=d` with percent-decoding; later keys win.
-pub fn parse_query(q: Option<&str>) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    for pair in q.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        out.insert(decode(k), decode(v));
-    }
-    out
-}
-
-fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
-                    Some(x) => {
-                        out.push(x);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-pub fn json_bytes(code: StatusCode, body: impl Into<Body>) -> Response {
-    let mut r = Response::new(body.into());
-    *r.status_mut() = code;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r
-}
-
-pub fn json_value(code: StatusCode, v: &Value) -> Response {
-    json_bytes(code, serde_json::to_vec(v).unwrap_or_default())
-}
-
-pub fn status_response(e: &StatusError) -> Response {
-    let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut r = json_value(code, &e.to_json());
-    if let Some(secs) = e.retry_after
-        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
-    {
-        r.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    r
-}
-
 async fn get_stats(State(st): State<Arc<AppState>>) -> Response {
     json_value(StatusCode::OK, &st.stats.to_json())
 }
@@ -255,6 +105,15 @@ async fn get_stats(State(st): State<Arc<AppState>>) -> Response {
 async fn reset_stats(State(st): State<Arc<AppState>>) -> Response {
     st.stats.reset();
     json_value(StatusCode::OK, &st.stats.to_json())
+}
+
+async fn get_writes(State(st): State<Arc<AppState>>) -> Response {
+    json_value(StatusCode::OK, &st.writes.to_json())
+}
+
+async fn reset_writes(State(st): State<Arc<AppState>>) -> Response {
+    st.writes.reset();
+    json_value(StatusCode::OK, &st.writes.to_json())
 }
 
 async fn get_faults(State(st): State<Arc<AppState>>) -> Response {
@@ -323,70 +182,6 @@ fn review(st: &AppState, method: &Method, t: &Target, body: &[u8]) -> Option<Res
         Ok(v) => json_value(StatusCode::CREATED, &v),
         Err(e) => status_response(&StatusError::bad_request(e)),
     })
-}
-
-/// One parsed resource request.
-pub struct Req {
-    pub st: Arc<AppState>,
-    pub t: Target,
-    pub q: HashMap<String, String>,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-    /// The authenticated user, for stats recorded past the middleware.
-    pub user: String,
-}
-
-impl Req {
-    fn ns(&self) -> &str {
-        self.t.namespace.as_deref().unwrap_or("")
-    }
-    fn dry_run(&self) -> bool {
-        self.q.get("dryRun").is_some_and(|v| v == "All")
-    }
-    fn opts(&self) -> WriteOpts {
-        WriteOpts { dry_run: self.dry_run() }
-    }
-    pub fn wants_table(&self) -> bool {
-        self.headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.split(',').next().is_some_and(|first| first.contains("as=Table")))
-    }
-    fn content_type(&self) -> String {
-        self.headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
-            .unwrap_or_default()
-    }
-    /// The request body as JSON (or YAML when it says so).
-    fn body_value(&self) -> Result<Value, StatusError> {
-        let ct = self.content_type();
-        if ct == "application/vnd.kubernetes.protobuf" {
-            return super::proto::decode(&self.body);
-        }
-        if ct.contains("protobuf") || ct.contains("cbor") {
-            return Err(StatusError::new(
-                415,
-                "UnsupportedMediaType",
-                format!(
-                    "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {ct}"
-                ),
-            ));
-        }
-        let v: Value = if ct.contains("yaml") {
-            serde_yaml::from_slice(&self.body)
-                .map_err(|e| StatusError::bad_request(format!("error decoding YAML: {e}")))?
-        } else {
-            serde_json::from_slice(&self.body).map_err(|e| {
-                StatusError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
-            })?
-        };
-        if !v.is_object() {
-            return Err(StatusError::bad_request("the body of the request was not a JSON object"));
-        }
-        Ok(v)
-    }
 }
 
 async fn handle(r: &Req, method: &Method) -> Result<Response, StatusError> {
@@ -482,28 +277,11 @@ fn list(r: &Req, rt: &ResourceType) -> Result<Response, StatusError> {
     Ok(json_bytes(StatusCode::OK, out))
 }
 
-/// `fieldValidation=Strict` on a type with a schema: fields the schema does not declare are an error.
-pub fn strict_check(strict: bool, rt: &ResourceType, obj: &Value) -> Result<(), StatusError> {
-    let Some(schema) = rt.schema.as_ref().filter(|_| strict) else { return Ok(()) };
-    let unknown = super::schema::unknown_fields(schema, obj);
-    if unknown.is_empty() {
-        return Ok(());
-    }
-    let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
-    Err(StatusError::bad_request(format!("strict decoding error: {}", list.join(", "))))
-}
-
-impl Req {
-    pub fn strict(&self) -> bool {
-        self.q.get("fieldValidation").is_some_and(|v| v == "Strict")
-    }
-}
-
 fn create(r: &Req, rt: &ResourceType) -> Result<Response, StatusError> {
     let body = r.body_value()?;
     strict_check(r.strict(), rt, &body)?;
     let mut body = body;
-    patch::record_update(&mut body, None, r.q.get("fieldManager"), &rt.gvr, "Update");
+    apply::record_update(&mut body, None, r.q.get("fieldManager"), &rt.gvr, "Update");
     let obj = r.st.store.create_with(&rt.gvr, r.ns(), body, &r.opts())?;
     Ok(json_value(StatusCode::CREATED, &obj))
 }
@@ -542,7 +320,7 @@ fn replace(r: &Req, rt: &ResourceType, name: &str, sub: Option<&str>) -> Result<
         {
             body["metadata"]["managedFields"] = mf.clone();
         }
-        patch::record_update(&mut body, Some(cur), manager.as_ref(), &gvr, "Update");
+        apply::record_update(&mut body, Some(cur), manager.as_ref(), &gvr, "Update");
         *cur = body;
         Ok(())
     })?;
@@ -592,47 +370,4 @@ fn delete_collection(r: &Req, rt: &ResourceType) -> Result<Response, StatusError
     let list = json!({"kind": rt.list_kind(), "apiVersion": rt.gvr.api_version(),
         "metadata": {"resourceVersion": r.st.store.resource_version().to_string()}, "items": items});
     Ok(json_value(StatusCode::OK, &list))
-}
-
-impl IntoResponse for StatusError {
-    fn into_response(self) -> Response {
-        status_response(&self)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_parse_like_the_api_server_routes() {
-        let t = parse_path("/api/v1/namespaces/default/pods/web/status").expect("pod status");
-        assert_eq!(t.gvr, Gvr::pods());
-        assert_eq!(
-            (t.namespace.as_deref(), t.name.as_deref(), t.sub.as_deref()),
-            (Some("default"), Some("web"), Some("status"))
-        );
-        let t = parse_path("/api/v1/namespaces/default").expect("a namespace");
-        assert_eq!((t.gvr.resource.as_str(), t.name.as_deref()), ("namespaces", Some("default")));
-        let t = parse_path("/api/v1/namespaces/x/status").expect("namespace status");
-        assert_eq!((t.name.as_deref(), t.sub.as_deref()), (Some("x"), Some("status")));
-        let t = parse_path("/apis/apps/v1/deployments").expect("all deployments");
-        assert_eq!((t.namespace, t.name), (None, None));
-        assert!(parse_path("/apis/apps/v1").is_none());
-        assert!(parse_path("/api/v1/namespaces/a/pods/b/c/d").is_none());
-        assert!(parse_path("/api//v1").is_none());
-    }
-
-    #[test]
-    fn queries_decode_and_verbs_follow_audit_names() {
-        let q = parse_query(Some("&labelSelector=app%3Dweb%2Ctier+in+(a)&watch=1&bad=%zz%"));
-        assert_eq!(q.get("labelSelector").map(String::as_str), Some("app=web,tier in (a)"));
-        assert_eq!(q.get("bad").map(String::as_str), Some("%zz%"));
-        assert_eq!(classify(&Method::GET, "/api/v1/pods", Some("watch=true")).0, "watch");
-        assert_eq!(classify(&Method::GET, "/api/v1/namespaces/a/pods", None).0, "list");
-        assert_eq!(
-            classify(&Method::PATCH, "/apis/apps/v1/namespaces/a/deployments/d/scale", None).2,
-            "deployments/scale"
-        );
-    }
 }

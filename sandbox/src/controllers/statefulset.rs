@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 use super::kubelet::is_ready;
 use super::replicaset::{is_active, new_pod};
 use super::{controlled_by, generation, is_deleting, meta, safe_encode, spec_replicas};
-use crate::sandbox::registry::Gvr;
-use crate::sandbox::status::StatusError;
-use crate::sandbox::store::Store;
+use crate::registry::Gvr;
+use crate::status::StatusError;
+use crate::store::Store;
 
 const REVISION_LABEL: &str = "controller-revision-hash";
 

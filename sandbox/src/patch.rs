@@ -5,14 +5,15 @@
 
 use serde_json::{Map, Value, json};
 
-use super::StatusError;
-use super::apply;
-use super::http::{Req, json_value};
-use super::store::{Part, ResourceType, WriteOpts};
 use axum::response::Response;
 use http::StatusCode;
 
-pub use super::apply::record_update;
+use super::apply::{self, record_update};
+use super::request::Req;
+use super::response::json_value;
+use super::schema::merge_key;
+use super::status::StatusError;
+use super::store::{Part, ResourceType, WriteOpts};
 
 /// Which patch a Content-Type asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,7 +124,7 @@ pub fn handle(
         if !cur.is_object() {
             return Err(StatusError::bad_request("the patch did not produce an object"));
         }
-        super::http::strict_check(strict, &rt2, cur)?;
+        super::request::strict_check(strict, &rt2, cur)?;
         record_update(cur, Some(&old), manager.as_ref(), &gvr, "Update");
         Ok(())
     })?;
@@ -237,31 +238,6 @@ fn set_path(v: &mut Value, dotted: &str, value: Value) {
             return;
         }
         cur = o.entry(seg.to_string()).or_insert_with(|| json!({}));
-    }
-}
-
-/// The merge key Kubernetes declares for a list field, if it merges by key.
-pub fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
-    match field {
-        "containers"
-        | "initContainers"
-        | "ephemeralContainers"
-        | "env"
-        | "volumes"
-        | "volumeMounts"
-        | "imagePullSecrets"
-        | "volumeDevices" => Some("name"),
-        "ports" => {
-            if items.iter().any(|i| i.get("containerPort").is_some()) {
-                Some("containerPort")
-            } else {
-                Some("port")
-            }
-        }
-        "conditions" => Some("type"),
-        "ownerReferences" => Some("uid"),
-        "hostAliases" => Some("ip"),
-        _ => None,
     }
 }
 

@@ -1,22 +1,29 @@
-//! An embedded Kubernetes API server, for trying machinist and for its tests.
+//! `machinist-sandbox`: an embedded Kubernetes API server, for trying machinist and for its tests, and the
+//! launcher of the ECS emulator (`ecs_emulator`).
 //!
-//! It must not import `cache`, `provider` or `reconcile`: a fake that shares code with the code under test
-//! hides exactly the bugs it exists to catch.
+//! It depends on no machinist crate, and the operator never depends on it: a fake that shares code with the
+//! code under test hides exactly the bugs it exists to catch (Cargo enforces it: see the workspace's
+//! `Cargo.toml`).
 //!
-//! `store` holds the objects and their semantics; `http` serves them (with `watch`, `patch`, `apply`,
-//! `discovery`, `table`); `stats` and `faults` are the test hooks; `state` persists objects across runs.
+//! `store` holds the objects and their semantics; `http` routes requests (parsed by `request`, answered with
+//! `response`) to `patch`, `apply`, `watch`, `discovery` and `table`, none of which imports `http`;
+//! `controllers` simulates the workload controllers and the kubelet; `stats`, `write_log`, `faults` and `hang`
+//! are the test hooks; `state` persists objects across runs; `signal` waits for Ctrl-C/SIGTERM.
 
 pub mod apply;
 pub mod controllers;
 pub mod discovery;
 pub mod ecs_emulator;
 pub mod faults;
+pub mod hang;
 pub mod http;
 pub mod kubeconfig;
 pub mod meta;
 pub mod patch;
 pub mod proto;
 pub mod registry;
+pub mod request;
+pub mod response;
 pub mod review;
 pub mod schema;
 pub mod seed;
@@ -27,14 +34,15 @@ pub mod status;
 pub mod store;
 pub mod table;
 pub mod watch;
+pub mod write_log;
 
 mod gateway;
 
-// `machinist sandbox` entry points.
-pub mod cli;
+// Waiting for Ctrl-C / SIGTERM (`machinist sandbox`).
+pub mod signal;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -166,6 +174,14 @@ impl Sandbox {
         })
     }
 
+    /// A kubeconfig whose requests the sandbox attributes to `user` (in `/sandbox/stats`, `/sandbox/writes`
+    /// and the `users` of faults): one more bearer token, accepted whether or not `token` is set.
+    pub fn kubeconfig_yaml_as(&self, user: &str) -> String {
+        let token = format!("{user}-{:016x}", fastrand::u64(..));
+        self.app.users.write().unwrap_or_else(|e| e.into_inner()).insert(token.clone(), user.to_string());
+        kubeconfig::kubeconfig_yaml(&self.url(), Some(&token))
+    }
+
     /// Answers TokenReview and SubjectAccessReview from this table from now on.
     pub fn set_reviews(&self, reviews: review::Reviews) {
         *self.app.reviews.write().unwrap_or_else(|e| e.into_inner()) = reviews;
@@ -264,6 +280,33 @@ fn seed_demo(store: &Store) {
 fn seed_load(store: &Store, pods: u32) {
     if let Err(e) = seed::load_pods(store, pods) {
         tracing::warn!(error = %e, "cannot seed the load pods");
+    }
+}
+
+/// What `machinist sandbox` needs besides the server: the kubeconfig file and the lines printed for the user.
+impl Sandbox {
+    /// Writes the kubeconfig (user-only permissions: it may hold the token).
+    pub fn write_kubeconfig(&self, path: &Path) -> Result<(), SandboxError> {
+        let io = |source| SandboxError::Kubeconfig { path: path.display().to_string(), source };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts.open(path).map_err(io)?;
+        std::io::Write::write_all(&mut f, self.kubeconfig_yaml().as_bytes()).map_err(io)
+    }
+
+    /// The lines `machinist sandbox` prints: each URL served and how to point kubectl at it.
+    pub fn banner(&self, kubeconfig: Option<&Path>) -> String {
+        let mut out = format!("Kubernetes API server (sandbox): {}\n", self.url());
+        match kubeconfig {
+            Some(p) => out.push_str(&format!("export KUBECONFIG={}\n", p.display())),
+            None => out.push_str("kubeconfig: pass --kubeconfig PATH to write one\n"),
+        }
+        out
     }
 }
 

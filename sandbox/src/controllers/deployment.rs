@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 use super::{
     controlled_by, generation, is_deleting, meta, owner_ref, safe_encode, set_condition, spec_replicas,
 };
-use crate::sandbox::registry::Gvr;
-use crate::sandbox::status::StatusError;
-use crate::sandbox::store::Store;
+use crate::registry::Gvr;
+use crate::status::StatusError;
+use crate::store::Store;
 
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
 const DESIRED: &str = "deployment.kubernetes.io/desired-replicas";

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use serde_json::{Value, json};
 
 use super::{NODE_NAME, meta, set_condition};
-use crate::sandbox::registry::Gvr;
-use crate::sandbox::status::StatusError;
-use crate::sandbox::store::{Store, now};
+use crate::registry::Gvr;
+use crate::status::StatusError;
+use crate::store::{Store, now};
 
 const HOST_IP: &str = "10.0.0.10";
 

@@ -6,9 +6,9 @@
 use serde_json::{Value, json};
 
 use super::{GATEWAY_CONTROLLER, generation, meta, set_condition};
-use crate::sandbox::registry::Gvr;
-use crate::sandbox::status::StatusError;
-use crate::sandbox::store::Store;
+use crate::registry::Gvr;
+use crate::status::StatusError;
+use crate::store::Store;
 
 const GROUP: &str = "gateway.networking.k8s.io";
 const GATEWAY_IP: &str = "10.0.0.100";

@@ -17,9 +17,10 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::StatusError;
-use super::http::{Req, json_bytes};
+use super::request::Req;
+use super::response::json_bytes;
 use super::select::{FieldSelector, LabelSelector};
+use super::status::StatusError;
 use super::store::{EventType, ResourceType, StoreEvent, Stored};
 use super::table;
 

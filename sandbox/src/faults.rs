@@ -1,4 +1,5 @@
-//! Fault injection for `/sandbox/faults`: added latency, errors by status code (429 with Retry-After).
+//! Fault injection for `/sandbox/faults`: added latency, errors by status code (429 with Retry-After), and
+//! hangs (`hang`), each limited to some users, verbs, resources or names when asked.
 //!
 //! `close_watches` and `compact` are one-shot actions done by the handler; this module keeps only the
 //! standing faults. It must not hold its lock across an await.
@@ -10,7 +11,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::StatusError;
+use super::hang::{Call, HangFault, listed, take_hang};
+use super::status::StatusError;
 
 /// One kind of injected error.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -26,6 +28,10 @@ pub struct ErrorFault {
     pub verbs: Vec<String>,
     /// Only for these resources (`pods`, `deployments/scale`); empty = all.
     pub resources: Vec<String>,
+    /// Only for these users; empty = all.
+    pub users: Vec<String>,
+    /// Only for objects of these names; empty = all.
+    pub names: Vec<String>,
     /// Retry-After seconds (429 defaults to 1).
     pub retry_after_secs: Option<u64>,
 }
@@ -38,6 +44,9 @@ pub struct FaultsSpec {
     /// Only these resources (`pods`, `deployments/scale`) get `latency_ms`; empty = all.
     pub latency_resources: Vec<String>,
     pub errors: Vec<ErrorFault>,
+    /// Requests that wait (an hour unless `ms` says otherwise) before they are served; setting or clearing
+    /// the faults ends every hang.
+    pub hangs: Vec<HangFault>,
     /// Shorthand: status code → rate.
     pub error_rate: BTreeMap<u16, f64>,
     /// Retry-After for shorthand 429s.
@@ -51,12 +60,21 @@ pub struct FaultsSpec {
 /// What to do to one request.
 pub struct Plan {
     pub latency: Duration,
+    /// Wait this long, or until the faults change (see [`Faults::changed`]).
+    pub hang: Option<Duration>,
     pub error: Option<StatusError>,
 }
 
-#[derive(Default)]
 pub struct Faults {
     spec: Mutex<FaultsSpec>,
+    /// Bumped whenever the faults are set or cleared: hung requests go on.
+    generation: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults { spec: Mutex::default(), generation: tokio::sync::watch::channel(0).0 }
+    }
 }
 
 impl Faults {
@@ -72,10 +90,20 @@ impl Faults {
         spec.close_watches = false;
         spec.compact = false;
         *self.spec.lock().unwrap_or_else(|e| e.into_inner()) = spec;
+        self.generation.send_modify(|g| *g += 1);
     }
 
     pub fn clear(&self) {
         *self.spec.lock().unwrap_or_else(|e| e.into_inner()) = FaultsSpec::default();
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Resolves the next time the faults are set or cleared (take it before [`Faults::plan`]).
+    pub fn changed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.generation.subscribe();
+        async move {
+            let _ = rx.changed().await;
+        }
     }
 
     pub fn to_json(&self) -> Value {
@@ -84,18 +112,20 @@ impl Faults {
     }
 
     /// None when no fault is set (the common case).
-    pub fn plan(&self, verb: &str, resource: &str) -> Option<Plan> {
+    pub fn plan(&self, call: &Call<'_>) -> Option<Plan> {
         let mut spec = self.spec.lock().unwrap_or_else(|e| e.into_inner());
-        if spec.latency_ms == 0 && spec.errors.is_empty() {
+        if spec.latency_ms == 0 && spec.errors.is_empty() && spec.hangs.is_empty() {
             return None;
         }
-        let delayed =
-            spec.latency_resources.is_empty() || spec.latency_resources.iter().any(|r| r == resource);
+        let delayed = listed(&spec.latency_resources, call.resource);
         let latency = if delayed { Duration::from_millis(spec.latency_ms) } else { Duration::ZERO };
+        let hang = take_hang(&mut spec.hangs, call);
         let mut error = None;
         for f in spec.errors.iter_mut() {
-            let applies = (f.verbs.is_empty() || f.verbs.iter().any(|v| v == verb))
-                && (f.resources.is_empty() || f.resources.iter().any(|r| r == resource))
+            let applies = listed(&f.verbs, call.verb)
+                && listed(&f.resources, call.resource)
+                && listed(&f.users, call.user)
+                && listed(&f.names, call.name)
                 && f.count != Some(0);
             if !applies || fastrand::f64() >= f.rate.unwrap_or(1.0) {
                 continue;
@@ -107,7 +137,7 @@ impl Faults {
             break;
         }
         spec.errors.retain(|f| f.count != Some(0));
-        Some(Plan { latency, error })
+        Some(Plan { latency, hang, error })
     }
 }
 
@@ -138,10 +168,14 @@ fn fault_error(f: &ErrorFault) -> StatusError {
 mod tests {
     use super::*;
 
+    fn call<'a>(verb: &'a str, resource: &'a str) -> Call<'a> {
+        Call { user: "admin", verb, resource, name: "x" }
+    }
+
     #[test]
     fn counted_faults_fire_then_disappear() {
         let f = Faults::default();
-        assert!(f.plan("list", "pods").is_none());
+        assert!(f.plan(&call("list", "pods")).is_none());
         f.set(FaultsSpec {
             errors: vec![ErrorFault {
                 code: 429,
@@ -151,14 +185,14 @@ mod tests {
             }],
             ..Default::default()
         });
-        assert!(f.plan("get", "pods").is_some_and(|p| p.error.is_none()));
-        let e = f.plan("list", "pods").and_then(|p| p.error);
+        assert!(f.plan(&call("get", "pods")).is_some_and(|p| p.error.is_none()));
+        let e = f.plan(&call("list", "pods")).and_then(|p| p.error);
         assert_eq!(
             e.as_ref().map(|e| (e.code, e.reason, e.retry_after)),
             Some((429, "TooManyRequests", Some(1)))
         );
-        assert!(f.plan("list", "pods").is_some_and(|p| p.error.is_some()));
-        assert!(f.plan("list", "pods").is_none());
+        assert!(f.plan(&call("list", "pods")).is_some_and(|p| p.error.is_some()));
+        assert!(f.plan(&call("list", "pods")).is_none());
     }
 
     #[test]
@@ -169,7 +203,10 @@ mod tests {
             latency_resources: vec!["deployments/scale".into()],
             ..Default::default()
         });
-        assert_eq!(f.plan("get", "deployments/scale").map(|p| p.latency), Some(Duration::from_millis(300)));
-        assert_eq!(f.plan("update", "leases").map(|p| p.latency), Some(Duration::ZERO));
+        assert_eq!(
+            f.plan(&call("get", "deployments/scale")).map(|p| p.latency),
+            Some(Duration::from_millis(300))
+        );
+        assert_eq!(f.plan(&call("update", "leases")).map(|p| p.latency), Some(Duration::ZERO));
     }
 }

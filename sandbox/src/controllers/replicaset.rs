@@ -13,9 +13,9 @@ use super::kubelet::{is_ready, pending_status};
 use super::{
     NODE_NAME, controlled_by, generation, is_deleting, meta, owner_ref, random_suffix, spec_replicas,
 };
-use crate::sandbox::registry::Gvr;
-use crate::sandbox::status::StatusError;
-use crate::sandbox::store::Store;
+use crate::registry::Gvr;
+use crate::status::StatusError;
+use crate::store::Store;
 
 /// Which of the two pod-owning kinds a reconcile is for.
 pub struct OwnerKind {

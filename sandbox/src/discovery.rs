@@ -8,9 +8,9 @@ use axum::response::Response;
 use http::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
-use super::StatusError;
-use super::http::{json_bytes, json_value};
 use super::registry::{Registry, ResourceType};
+use super::response::{json_bytes, json_value, status_response};
+use super::status::StatusError;
 use super::store::Store;
 
 const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
@@ -37,10 +37,10 @@ pub fn serve(store: &Store, method: &Method, path: &str) -> Option<Response> {
             return Some(match doc {
                 Some(d) if is_get => json_value(StatusCode::OK, &d),
                 Some(_) => not_allowed(),
-                None => super::http::status_response(&StatusError::no_such_type()),
+                None => status_response(&StatusError::no_such_type()),
             });
         }
-        ["openapi", ..] | [""] => return Some(super::http::status_response(&StatusError::no_such_type())),
+        ["openapi", ..] | [""] => return Some(status_response(&StatusError::no_such_type())),
         _ => None,
     };
     match body {
@@ -51,7 +51,7 @@ pub fn serve(store: &Store, method: &Method, path: &str) -> Option<Response> {
 }
 
 fn not_allowed() -> Response {
-    super::http::status_response(&StatusError::method_not_allowed())
+    status_response(&StatusError::method_not_allowed())
 }
 
 pub fn version() -> Value {

@@ -1,4 +1,6 @@
-//! Validation of custom resources against their CRD's `openAPIV3Schema` (structural subset).
+//! Validation of custom resources against their CRD's `openAPIV3Schema` (structural subset), and the merge
+//! keys Kubernetes declares for built-in list fields (strategic merge patch and server-side apply both
+//! merge lists by them).
 //!
 //! Covers type, required, properties, items, additionalProperties, minimum/maximum, enum, pattern,
 //! minLength/maxLength, minItems/maxItems, `x-kubernetes-int-or-string` and
@@ -257,6 +259,31 @@ pub fn prune(schema: &Value, v: &mut Value) {
             }
         }
         _ => {}
+    }
+}
+
+/// The merge key Kubernetes declares for a list field, if it merges by key.
+pub fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
+    match field {
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
+        | "volumeMounts"
+        | "imagePullSecrets"
+        | "volumeDevices" => Some("name"),
+        "ports" => {
+            if items.iter().any(|i| i.get("containerPort").is_some()) {
+                Some("containerPort")
+            } else {
+                Some("port")
+            }
+        }
+        "conditions" => Some("type"),
+        "ownerReferences" => Some("uid"),
+        "hostAliases" => Some("ip"),
+        _ => None,
     }
 }
 

@@ -1,6 +1,6 @@
 //! Server-side apply and `metadata.managedFields`: field sets per manager, conflicts, ownership.
 //!
-//! Field paths follow fieldsV1 (`f:name`, `k:{"name":"x"}`, `.`); lists merge by key where `patch::merge_key`
+//! Field paths follow fieldsV1 (`f:name`, `k:{"name":"x"}`, `.`); lists merge by key where `schema::merge_key`
 //! says so and are atomic otherwise. It must not store anything itself: it returns objects to the store.
 
 use std::collections::BTreeSet;
@@ -9,11 +9,12 @@ use axum::response::Response;
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 
-use super::StatusError;
-use super::http::{Req, json_value};
-use super::patch::merge_key;
 use super::registry::Gvr;
+use super::request::Req;
+use super::response::json_value;
+use super::schema::merge_key;
 use super::stats::Access;
+use super::status::StatusError;
 use super::store::{Part, ResourceType, WriteOpts, now};
 
 /// A field path: `["f:spec", "f:containers", "k:{\"name\":\"app\"}", "f:image"]`.
@@ -326,7 +327,7 @@ pub fn server_side_apply(
             }
         }
     }
-    super::http::strict_check(r.strict(), rt, &cfg)?;
+    super::request::strict_check(r.strict(), rt, &cfg)?;
     let body_name = cfg.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
     if body_name != name {
         return Err(StatusError::bad_request(format!(

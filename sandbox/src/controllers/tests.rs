@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::sandbox::seed;
-use crate::sandbox::store::{EventType, Store};
+use crate::seed;
+use crate::store::{EventType, Store};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -317,7 +317,7 @@ async fn pods_can_be_made_unready_failing_and_ready_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn httproute_status_follows_its_parent_gateway() {
     let store = store_with(&["demo"]);
-    for crd in crate::sandbox::gateway::crds() {
+    for crd in crate::gateway::crds() {
         store.create(&Gvr::crds(), "", crd).expect("crd");
     }
     let _c = spawn(store.clone(), Duration::from_millis(10));

@@ -405,7 +405,7 @@ mod tests {
 #[cfg(test)]
 mod table_tests {
     use super::*;
-    use crate::sandbox::registry::{Gvr, Registry};
+    use crate::registry::{Gvr, Registry};
 
     fn rows(gvr: Gvr, obj: Value) -> (Vec<String>, Vec<Value>) {
         let reg = Registry::builtin();

@@ -49,7 +49,7 @@ pub fn tools_dir() -> Result<PathBuf, EmulatorError> {
     if let Ok(dir) = std::env::var("MACHINIST_ECS_EMULATOR_DIR") {
         candidates.push(PathBuf::from(dir));
     }
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/ecs-emulator"));
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/ecs-emulator"));
     if let Ok(cwd) = std::env::current_dir() {
         candidates.push(cwd.join("tools/ecs-emulator"));
     }

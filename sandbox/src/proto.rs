@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::StatusError;
+use super::status::StatusError;
 
 /// How one field decodes.
 #[derive(Clone, Copy)]
