@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ecs::types::{LaunchType, PropagateTags, Tag};
-use common::{hello_baseline, load, pct, print_run, quick};
+use common::{hello_baseline, load, pct, print_floor_ratio, print_run, quick, same_bytes_baseline};
 use machinist::provider::ecs::{ClientOptions, EcsProvider, EcsSettings};
 use machinist_sandbox::ecs_emulator::{self as emulator, Emulator};
 use serde_json::Value;
@@ -182,9 +182,11 @@ async fn main() {
     assert_eq!(ids.len(), SERVICES * TASKS_PER_SERVICE as usize, "every task is a machine");
 
     let hello = hello_baseline(&client, requests, budget).await;
-    let controllers =
-        load(&client, Arc::new(vec![format!("{base}/ecs/controllers/big")]), requests, budget).await;
+    let controllers_url = format!("{base}/ecs/controllers/big");
+    let controllers = load(&client, Arc::new(vec![controllers_url.clone()]), requests, budget).await;
     print_run("GET /ecs/controllers/big (200 services)", &controllers, &hello);
+    let floor = same_bytes_baseline(&client, &controllers_url, requests, budget).await;
+    print_floor_ratio("GET /ecs/controllers/big (200 services)", &controllers, &floor);
     let by_label: Vec<String> =
         (0..SERVICES).map(|i| format!("{base}/ecs/machines/big?labels=app%3Dsvc-{i:03}")).collect();
     let labelled = load(&client, Arc::new(by_label), requests, budget).await;

@@ -1,6 +1,7 @@
 //! Read-path benchmark: the operator against a sandbox holding 3,000 pods in namespace `load` and 10,000 in
 //! all; p50/p99 and throughput of three REST reads at 32 concurrent connections next to a hello-world axum
-//! handler in the same run; Kubernetes API calls made while serving them (must be 0); p99 freshness from a
+//! handler in the same run (and, for the controller list, next to an axum handler serving the very same
+//! bytes from memory); Kubernetes API calls made while serving them (must be 0); p99 freshness from a
 //! pod label change in the API server to the REST read showing it.
 //!
 //! `cargo bench --bench reads` (full) or `MACHINIST_BENCH_QUICK=1 cargo bench --bench reads` (smaller seed,
@@ -13,7 +14,9 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{CONCURRENCY, hello_baseline, load, pct, print_run, quick};
+use common::{
+    CONCURRENCY, hello_baseline, load, pct, print_floor_ratio, print_run, quick, same_bytes_baseline,
+};
 
 use machinist::reconcile::crd::ScaleRequest;
 use machinist_sandbox::{Gvr, Sandbox, SandboxOptions, Store};
@@ -135,9 +138,11 @@ async fn main() {
     let stats_url = sb.url();
     let before = api_calls(&client, &stats_url).await;
 
-    let controllers =
-        load(&client, Arc::new(vec![format!("{base}/k8s/controllers/load")]), requests, budget).await;
+    let controllers_url = format!("{base}/k8s/controllers/load");
+    let controllers = load(&client, Arc::new(vec![controllers_url.clone()]), requests, budget).await;
     print_run("GET /k8s/controllers/load", &controllers, &hello);
+    let floor = same_bytes_baseline(&client, &controllers_url, requests, budget).await;
+    print_floor_ratio("GET /k8s/controllers/load", &controllers, &floor);
     let by_label: Vec<String> = apps
         .iter()
         .map(|a| format!("{base}/k8s/machines/load?labels=app.kubernetes.io%2Fname%3D{a}"))

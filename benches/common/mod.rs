@@ -103,6 +103,49 @@ pub async fn hello_server() -> String {
     format!("http://{addr}/")
 }
 
+/// Serves `body` (as `application/json`) from memory on 127.0.0.1: the floor for a read whose answer is
+/// those very bytes. Only axum, tokio and a refcount bump per response: what no cache can beat.
+pub async fn bytes_server(body: bytes::Bytes) -> String {
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            let body = body.clone();
+            async move { ([(http::header::CONTENT_TYPE, "application/json")], body) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/")
+}
+
+/// Fetches `url` once and loads a [`bytes_server`] serving the same body with the same client.
+pub async fn same_bytes_baseline(client: &reqwest::Client, url: &str, total: usize, budget: Duration) -> Run {
+    let body = client.get(url).send().await.expect("GET").bytes().await.expect("body");
+    let floor = load(client, Arc::new(vec![bytes_server(body).await]), total, budget).await;
+    println!(
+        "same bytes from memory (axum): {} requests, body {:.1} KB: p50 {:?} p99 {:?} {:.0} req/s",
+        floor.done,
+        floor.bytes as f64 / 1e3,
+        floor.p50,
+        floor.p99,
+        floor.rps
+    );
+    floor
+}
+
+/// `print_run`'s ratios, to the same-bytes floor.
+pub fn print_floor_ratio(what: &str, r: &Run, floor: &Run) {
+    println!(
+        "{what} vs same bytes from memory: p50 {:.2}x, p99 {:.2}x, throughput {:.2}x",
+        r.p50.as_secs_f64() / floor.p50.as_secs_f64(),
+        r.p99.as_secs_f64() / floor.p99.as_secs_f64(),
+        r.rps / floor.rps,
+    );
+}
+
 /// Loads the hello-world server with the same client and prints its figures: the baseline of `print_run`.
 pub async fn hello_baseline(client: &reqwest::Client, total: usize, budget: Duration) -> Run {
     let hello = load(client, Arc::new(vec![hello_server().await]), total, budget).await;
@@ -153,4 +196,90 @@ pub async fn spawn_operator(
 ) -> String {
     let spawned = operator.spawn(shutdown).await.unwrap_or_else(|e| panic!("operator: {e}"));
     format!("http://{}", spawned.addr)
+}
+
+/// One wrk run (`--latency`): what its summary printed.
+#[derive(Clone, Copy, Debug)]
+pub struct Wrk {
+    pub p50: Duration,
+    pub p99: Duration,
+    pub rps: f64,
+    pub requests: u64,
+    /// Non-2xx/3xx answers plus socket errors; a load that fails is not a figure.
+    pub errors: u64,
+}
+
+/// Whether Debian's `wrk` is on PATH (`apt-get install wrk`).
+pub fn wrk_available() -> bool {
+    std::process::Command::new("wrk")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("wrk") || !o.stderr.is_empty())
+}
+
+fn wrk_duration(s: &str) -> Option<Duration> {
+    let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic())?);
+    let v: f64 = num.parse().ok()?;
+    let secs = match unit {
+        "us" => v / 1e6,
+        "ms" => v / 1e3,
+        "s" => v,
+        "m" => v * 60.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(secs))
+}
+
+/// `wrk -t<threads> -c<connections> -d<secs>s --latency <url>`, parsed. Panics on a run with errors.
+pub fn wrk(url: &str, threads: u32, connections: u32, secs: u32) -> Wrk {
+    let out = std::process::Command::new("wrk")
+        .args([
+            format!("-t{threads}"),
+            format!("-c{connections}"),
+            format!("-d{secs}s"),
+            "--latency".into(),
+            url.into(),
+        ])
+        .output()
+        .expect("run wrk");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut w = Wrk { p50: Duration::ZERO, p99: Duration::ZERO, rps: 0.0, requests: 0, errors: 0 };
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["50%", d] => w.p50 = wrk_duration(d).unwrap_or_default(),
+            ["99%", d] => w.p99 = wrk_duration(d).unwrap_or_default(),
+            ["Requests/sec:", r] => w.rps = r.parse().unwrap_or(0.0),
+            [n, "requests", "in", ..] => w.requests = n.parse().unwrap_or(0),
+            ["Non-2xx", "or", "3xx", "responses:", n] => w.errors += n.parse::<u64>().unwrap_or(0),
+            ["Socket", "errors:", rest @ ..] => {
+                w.errors +=
+                    rest.iter().filter_map(|t| t.trim_end_matches(',').parse::<u64>().ok()).sum::<u64>()
+            }
+            _ => {}
+        }
+    }
+    assert!(out.status.success() && w.requests > 0, "wrk {url} failed: {text}");
+    assert_eq!(w.errors, 0, "wrk {url}: errors in the load: {text}");
+    w
+}
+
+/// One wrk figure, with its ratios to the floors of the same run.
+pub fn print_wrk(what: &str, r: &Wrk, floors: &[(&str, &Wrk)]) {
+    let mut line = format!(
+        "{what}: {} requests, p50 {:.2} ms, p99 {:.2} ms, {:.0} req/s",
+        r.requests,
+        r.p50.as_secs_f64() * 1e3,
+        r.p99.as_secs_f64() * 1e3,
+        r.rps
+    );
+    for (name, f) in floors {
+        line.push_str(&format!(
+            " | vs {name}: p50 {:.2}x, p99 {:.2}x, throughput {:.2}x",
+            r.p50.as_secs_f64() / f.p50.as_secs_f64(),
+            r.p99.as_secs_f64() / f.p99.as_secs_f64(),
+            r.rps / f.rps
+        ));
+    }
+    println!("{line}");
 }

@@ -9,7 +9,7 @@ use axum::response::Response;
 use crate::api::body;
 use crate::api::extract::{ObjectPath, ReadQuery, ScopePath};
 use crate::api::problem::{Problem, Problems};
-use crate::api::respond::{array, fragment, json_bytes, push_array, require, wrapped};
+use crate::api::respond::{array, fragment, json_body, json_bytes, push_array, require, wrapped};
 use crate::api::state::ApiState;
 use crate::cache::model::{Capabilities, ProviderInfo};
 use crate::provider::Health;
@@ -50,7 +50,8 @@ pub async fn controllers(path: ScopePath, query: ReadQuery) -> Result<Response, 
     let reads = path.provider.reads();
     let list = match &query.machine_id {
         Some(id) => reads.controller_of_machine(&path.scope, id)?,
-        None => reads.controllers(&path.scope)?,
+        // The whole list is one shared buffer, rendered once per change of the scope.
+        None => return Ok(json_body(reads.controller_list(&path.scope)?)),
     };
     let mut out = Vec::with_capacity(list.iter().map(|f| f.get().len() + 1).sum::<usize>() + 20);
     out.extend_from_slice(b"{\"controllers\":");

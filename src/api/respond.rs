@@ -9,6 +9,11 @@ use crate::cache::model::Capabilities;
 use crate::provider::{Fragment, Provider};
 
 pub fn json_bytes(body: Vec<u8>) -> Response {
+    json_body(body.into())
+}
+
+/// A JSON body already in a shared buffer: served without a copy.
+pub fn json_body(body: bytes::Bytes) -> Response {
     let mut response = body.into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response

@@ -15,7 +15,7 @@ use super::model::{ControllerKind, Machine, Service};
 use super::pins::Seen;
 use super::project::{self, K8sObject, ObjectKey, Projection, kinds, provider_metadata};
 use super::store::{ScopeData, Store};
-use super::{Cache, ControllerRecord, Inner, SyncKey, provider_name};
+use super::{Cache, ControllerRecord, Inner, Relist, SyncKey, provider_name};
 use crate::metrics::metrics;
 
 impl Cache {
@@ -103,7 +103,9 @@ impl Cache {
                 if inner.synced.contains(&unit) || self.covers_synced(&inner, &unit) {
                     m.watch_relists.with_label_values(&[K::KIND]).inc();
                 }
-                inner.relists.insert(unit, Vec::new());
+                let relist =
+                    if inner.ready { Relist::Buffered(Vec::new()) } else { Relist::Direct(HashSet::new()) };
+                inner.relists.insert(unit, relist);
             }
             Event::InitApply(obj) => {
                 m.watch_events.with_label_values(&[K::KIND, "init_apply"]).inc();
@@ -112,14 +114,24 @@ impl Cache {
                 let projection = obj.project();
                 drop(obj);
                 if self.accepts(&key) {
-                    self.write().relists.entry(unit).or_default().push((key, rv, projection));
+                    let mut inner = self.write();
+                    match inner.relists.entry(unit).or_insert_with(|| Relist::Buffered(Vec::new())) {
+                        Relist::Buffered(items) => items.push((key, rv, projection)),
+                        Relist::Direct(keys) => {
+                            keys.insert(key.clone());
+                            apply_projection(&mut inner, K::KIND, &key, projection, rv);
+                        }
+                    }
                 }
             }
             Event::InitDone => {
                 m.watch_events.with_label_values(&[K::KIND, "init_done"]).inc();
                 let mut inner = self.write();
-                let buffered = inner.relists.remove(&unit).unwrap_or_default();
-                swap_kind(&mut inner, K::KIND, namespace, buffered);
+                match inner.relists.remove(&unit) {
+                    Some(Relist::Direct(listed)) => drop_unlisted(&mut inner, K::KIND, namespace, &listed),
+                    Some(Relist::Buffered(buffered)) => swap_kind(&mut inner, K::KIND, namespace, buffered),
+                    None => swap_kind(&mut inner, K::KIND, namespace, Vec::new()),
+                }
                 self.mark_synced(&mut inner, unit);
                 inner.store.interner.gc();
                 self.update_counts(&inner, K::KIND);
@@ -325,6 +337,20 @@ fn keys_of(store: &Store, kind: &'static str, namespace: Option<&str>) -> Vec<Ob
         out.extend(names.map(|n| ObjectKey { namespace: Some(scope.to_string()), name: n.to_string() }));
     }
     out
+}
+
+/// End of a direct list: drop what the store has of `kind` (in `namespace`) that the list did not.
+fn drop_unlisted(
+    inner: &mut Inner,
+    kind: &'static str,
+    namespace: Option<&str>,
+    listed: &HashSet<ObjectKey>,
+) {
+    let gone: Vec<ObjectKey> =
+        keys_of(&inner.store, kind, namespace).into_iter().filter(|k| !listed.contains(k)).collect();
+    for key in &gone {
+        remove_key(inner, kind, key);
+    }
 }
 
 /// End of a relist: drop what disappeared, apply what was listed, under one write lock.

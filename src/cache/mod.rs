@@ -29,7 +29,7 @@ mod store;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use self::model::{ControllerKind, Fragment, LabelFilter, Labels, Machine, Service};
 use self::pins::Pins;
@@ -77,8 +77,8 @@ struct Inner {
     synced: HashSet<SyncKey>,
     /// Latched: once every expected unit listed once, reads are served (relists serve the old snapshot).
     ready: bool,
-    /// Relists in progress: objects buffered between `Init` and `InitDone`.
-    relists: HashMap<SyncKey, Vec<(ObjectKey, u64, Projection)>>,
+    /// Lists in progress, between `Init` and `InitDone`.
+    relists: HashMap<SyncKey, Relist>,
     /// The namespace watcher is not running (namespaces configured, or skipped): scopes are not checked
     /// against existing namespaces.
     namespaces_known: bool,
@@ -88,6 +88,17 @@ struct Inner {
     missing: HashMap<String, String>,
 }
 
+/// A list in progress.
+enum Relist {
+    /// After the cache served reads: objects buffered, swapped in at `InitDone` (reads see the old
+    /// snapshot until then).
+    Buffered(Vec<(ObjectKey, u64, Projection)>),
+    /// Before the first sync no read is served, so objects go straight into the store and only their keys
+    /// are kept (to drop, at `InitDone`, what the list did not have): a 100,000-pod first list never holds
+    /// a second copy of every pod.
+    Direct(HashSet<ObjectKey>),
+}
+
 /// One provider's cache, shared as `Arc<Cache>`.
 pub struct Cache {
     provider: &'static str,
@@ -95,6 +106,9 @@ pub struct Cache {
     /// Configured scopes (k8s namespaces; ecs clusters); empty = all namespaces (k8s).
     configured: BTreeSet<String>,
     inner: RwLock<Inner>,
+    /// Per scope, the last rendered controller list and the scope generation it was rendered at. Apart
+    /// from `inner` so that rendering never holds the lock the watchers write under.
+    list_memo: Mutex<HashMap<String, (u64, bytes::Bytes)>>,
 }
 
 impl Cache {
@@ -142,6 +156,7 @@ impl Cache {
                 pins: Pins::default(),
                 missing: HashMap::new(),
             }),
+            list_memo: Mutex::new(HashMap::new()),
         }
     }
 

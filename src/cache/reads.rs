@@ -11,6 +11,9 @@ use super::model::{ControllerKind, Fragment, LabelFilter};
 use super::store::{self, ControllerRec, ScopeData, select};
 use super::{Cache, ReadError, ResolvedController, provider_name};
 
+/// One controller of a list, taken out of the cache to be rendered after its lock is released.
+type ListPart = (Arc<store::ControllerHead>, Vec<Fragment>);
+
 type Result<T, E = ReadError> = std::result::Result<T, E>;
 
 impl Cache {
@@ -46,6 +49,54 @@ impl Cache {
                 .collect()
         };
         Ok(parts.iter().map(|(head, machines)| ControllerRec::render(head, machines)).collect())
+    }
+
+    /// The body of the controller list, `{"controllers":[...]}`, as [`Cache::controllers`] has them. Rendered
+    /// once per change of the scope and then shared: a read of an unchanged scope is a refcount bump.
+    pub fn controller_list(&self, scope: &str) -> Result<bytes::Bytes> {
+        let (generation, parts): (u64, Vec<ListPart>) = {
+            let inner = self.read();
+            self.admit(&inner, scope)?;
+            let Some(data) = inner.store.scope(scope) else {
+                return Ok(bytes::Bytes::from_static(b"{\"controllers\":[]}"));
+            };
+            if let Some((generation, body)) = self.memo().get(scope)
+                && *generation == data.generation
+            {
+                return Ok(body.clone());
+            }
+            let parts = data
+                .controllers
+                .values()
+                .flat_map(BTreeMap::values)
+                .filter(|c| c.top_level())
+                .map(|c| (c.head.clone(), data.machines_of(c.kind, &c.name)))
+                .collect();
+            (data.generation, parts)
+        };
+        // Rendered outside the cache lock: watchers never wait for a reader's copy.
+        let size: usize =
+            parts.iter().map(|(_, m)| m.iter().map(|f| f.get().len() + 1).sum::<usize>() + 256).sum();
+        let mut out = Vec::with_capacity(size + 20);
+        out.extend_from_slice(b"{\"controllers\":[");
+        for (i, (head, machines)) in parts.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            ControllerRec::render_into(&mut out, head, machines);
+        }
+        out.extend_from_slice(b"]}");
+        let body = bytes::Bytes::from(out);
+        let mut memo = self.memo();
+        // A slower renderer of an older generation must not replace a newer body.
+        if memo.get(scope).is_none_or(|(g, _)| *g < generation) {
+            memo.insert(scope.to_string(), (generation, body.clone()));
+        }
+        Ok(body)
+    }
+
+    fn memo(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (u64, bytes::Bytes)>> {
+        self.list_memo.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The top-level controller owning machine `machine_id` (0 or 1 items).

@@ -121,6 +121,18 @@ impl ControllerRec {
     /// bytes (`to_raw_value` writes raw values as they are and does not re-validate the result), which keeps
     /// a 3,000-pod list a copy rather than a parse.
     pub fn render(head: &ControllerHead, machines: &[Fragment]) -> Fragment {
+        to_fragment(&Self::served(head, machines))
+    }
+
+    /// [`ControllerRec::render`], written at the end of `out`.
+    pub fn render_into(out: &mut Vec<u8>, head: &ControllerHead, machines: &[Fragment]) {
+        if let Err(err) = serde_json::to_writer(&mut *out, &Self::served(head, machines)) {
+            tracing::error!(%err, "serializing a served shape failed");
+            out.extend_from_slice(b"null");
+        }
+    }
+
+    fn served<'a>(head: &'a ControllerHead, machines: &'a [Fragment]) -> impl Serialize + 'a {
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
         struct Served<'a> {
@@ -131,14 +143,14 @@ impl ControllerRec {
             provider_metadata: &'a RawValue,
             machines: &'a [Fragment],
         }
-        to_fragment(&Served {
+        Served {
             name: &head.name,
             replicas: head.replicas,
             ready_replicas: head.ready_replicas,
             labels: &head.labels,
             provider_metadata: &head.provider_metadata,
             machines,
-        })
+        }
     }
 }
 
@@ -150,6 +162,10 @@ pub(crate) struct LabeledRec {
 
 #[derive(Default)]
 pub(crate) struct ScopeData {
+    /// Changes with every change to the scope's machines or controllers (a value of the store-wide counter,
+    /// so a removed and re-created scope never repeats one): a rendered controller list is reused while it
+    /// holds.
+    pub generation: u64,
     pub machines: BTreeMap<Name, MachineRec>,
     pub machine_labels: Postings,
     pub by_top: Postings,
@@ -230,6 +246,8 @@ pub(crate) struct Store {
     pub namespaces: BTreeSet<Name>,
     pub interner: Interner,
     removals: u32,
+    /// The last generation handed to a scope.
+    generations: u64,
 }
 
 const GC_EVERY_REMOVALS: u32 = 4096;
@@ -239,12 +257,25 @@ impl Store {
         self.scopes.get(scope)
     }
 
+    /// The scope, created if absent, with a new generation: every caller changes it.
     fn scope_mut(&mut self, scope: &str) -> &mut ScopeData {
         if !self.scopes.contains_key(scope) {
             let key = self.interner.get(scope);
             self.scopes.insert(key, ScopeData::default());
         }
-        self.scopes.get_mut(scope).unwrap_or_else(|| unreachable!("inserted above"))
+        self.generations += 1;
+        let generation = self.generations;
+        let data = self.scopes.get_mut(scope).unwrap_or_else(|| unreachable!("inserted above"));
+        data.generation = generation;
+        data
+    }
+
+    /// An existing scope, with a new generation: the caller is about to change it.
+    fn existing_mut(&mut self, scope: &str) -> Option<&mut ScopeData> {
+        let data = self.scopes.get_mut(scope)?;
+        self.generations += 1;
+        data.generation = self.generations;
+        Some(data)
     }
 
     /// Drop an emptied scope, and now and then forget interned strings no record uses (churn would
@@ -355,7 +386,10 @@ impl Store {
     }
 
     pub fn remove_machine(&mut self, scope: &str, name: &str) -> bool {
-        let Some(data) = self.scopes.get_mut(scope) else { return false };
+        if !self.scopes.get(scope).is_some_and(|s| s.machines.contains_key(name)) {
+            return false;
+        }
+        let Some(data) = self.existing_mut(scope) else { return false };
         let Some(old) = data.machines.remove(name) else { return false };
         for (k, v) in old.labels.iter() {
             data.machine_labels.remove(k, v, name);
@@ -434,7 +468,7 @@ impl Store {
     }
 
     pub fn remove_controller(&mut self, scope: &str, kind: ControllerKind, name: &str) -> bool {
-        let Some(data) = self.scopes.get_mut(scope) else { return false };
+        let Some(data) = self.existing_mut(scope) else { return false };
         let removed = data.controllers.get_mut(&kind).and_then(|m| m.remove(name)).is_some();
         if removed && kind == ControllerKind::ReplicaSet {
             self.reresolve_rs(scope, name);

@@ -103,6 +103,21 @@ pub trait ReadModel: Send + Sync {
     fn machines(&self, scope: &str, labels: &LabelFilter) -> Result<Vec<Fragment>>;
     /// Top-level scalable controllers of the scope, each with its machines.
     fn controllers(&self, scope: &str) -> Result<Vec<Fragment>>;
+    /// The whole body of the controller list, `{"controllers":[...]}` over [`ReadModel::controllers`]. A
+    /// cache overrides it to render once per change and hand out the same bytes until the next.
+    fn controller_list(&self, scope: &str) -> Result<bytes::Bytes> {
+        let list = self.controllers(scope)?;
+        let mut out = Vec::with_capacity(list.iter().map(|f| f.get().len() + 1).sum::<usize>() + 20);
+        out.extend_from_slice(b"{\"controllers\":[");
+        for (i, f) in list.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(f.get().as_bytes());
+        }
+        out.extend_from_slice(b"]}");
+        Ok(out.into())
+    }
     /// The top-level controller owning machine `machine_id` (0 or 1 items).
     fn controller_of_machine(&self, scope: &str, machine_id: &str) -> Result<Vec<Fragment>>;
     /// One controller with its machines; `kind` pins the kind, otherwise the resolution order applies.

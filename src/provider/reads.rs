@@ -20,6 +20,10 @@ impl ReadModel for Cache {
         Ok(Cache::controllers(self, scope)?)
     }
 
+    fn controller_list(&self, scope: &str) -> Result<bytes::Bytes> {
+        Ok(Cache::controller_list(self, scope)?)
+    }
+
     fn controller_of_machine(&self, scope: &str, machine_id: &str) -> Result<Vec<Fragment>> {
         Ok(Cache::controller_of_machine(self, scope, machine_id)?)
     }

@@ -227,3 +227,107 @@ fn churn_does_not_grow_the_interner() {
     assert!(interned < 5_000, "{interned} strings interned after churn");
     assert!(machine_ids(&cache, "default", &[]).is_empty());
 }
+
+/// The controller list body is rendered once per change of its scope: it must equal the list read
+/// fragment by fragment, and every kind of change (pod added, pod relabelled, pod deleted, controller
+/// scaled, controller deleted, a change in another scope) must show in the next read, never a stale body.
+#[test]
+fn the_rendered_controller_list_follows_every_change_of_its_scope() {
+    let cache = synced(&["default", "other"]);
+    let joined = |cache: &crate::cache::Cache| {
+        let list = cache.controllers("default").expect("controllers");
+        let parts: Vec<&str> = list.iter().map(|f| f.get()).collect();
+        format!("{{\"controllers\":[{}]}}", parts.join(","))
+    };
+    let body = |cache: &crate::cache::Cache| {
+        String::from_utf8(cache.controller_list("default").expect("list").to_vec()).expect("utf-8")
+    };
+    assert_eq!(body(&cache), "{\"controllers\":[]}");
+    cache.apply(&deployment("default", "web", 2));
+    cache.apply(&replicaset("default", "web-abc", Some("web")));
+    cache.apply(&pod("default", "web-abc-1", json!({ "v": "1" }), Some(("ReplicaSet", "web-abc"))));
+    let first = body(&cache);
+    assert_eq!(first, joined(&cache));
+    assert_eq!(body(&cache), first, "unchanged scope, same body");
+
+    let mut seen = vec![first];
+    let mut check = |cache: &crate::cache::Cache, what: &str| {
+        let now = body(cache);
+        assert_eq!(now, joined(cache), "after {what}");
+        seen.push(now);
+    };
+    cache.apply(&pod("default", "web-abc-2", json!({ "v": "1" }), Some(("ReplicaSet", "web-abc"))));
+    check(&cache, "a pod added");
+    cache.apply(&pod("default", "web-abc-2", json!({ "v": "2" }), Some(("ReplicaSet", "web-abc"))));
+    check(&cache, "a pod relabelled");
+    cache.watcher_event(Event::Delete(pod(
+        "default",
+        "web-abc-1",
+        json!({}),
+        Some(("ReplicaSet", "web-abc")),
+    )));
+    check(&cache, "a pod deleted");
+    cache.apply(&deployment("default", "web", 5));
+    check(&cache, "the deployment scaled");
+    cache.apply(&pod("other", "x", json!({}), None));
+    check(&cache, "a change in another namespace");
+    cache.watcher_event(Event::Delete(deployment("default", "web", 5)));
+    check(&cache, "the deployment deleted");
+    assert_eq!(seen.last().map(String::as_str), Some("{\"controllers\":[]}"));
+    let distinct: std::collections::HashSet<&String> = seen.iter().collect();
+    assert_eq!(distinct.len(), seen.len() - 1, "every change but the other namespace's changed the body");
+}
+
+/// A first list goes straight into the store (no read is served before the first sync): a list restarted
+/// midway (the watcher's `Init` again) still ends with exactly the objects of the last list, and what
+/// a write put in the store before the list but the list does not have is dropped.
+#[test]
+fn a_first_list_restarted_midway_ends_with_exactly_the_last_list() {
+    let cache = crate::cache::Cache::new_k8s(vec!["default".into()]);
+    cache.apply(&pod("default", "written-before", json!({}), None));
+    cache.watcher_event_in::<Pod>(Some("default"), Event::Init);
+    cache.watcher_event_in(Some("default"), Event::InitApply(pod("default", "a", json!({}), None)));
+    cache.watcher_event_in(Some("default"), Event::InitApply(pod("default", "gone", json!({}), None)));
+    // The list failed midway; the watcher starts over.
+    cache.watcher_event_in::<Pod>(Some("default"), Event::Init);
+    cache.watcher_event_in(Some("default"), Event::InitApply(pod("default", "a", json!({ "v": "2" }), None)));
+    cache.watcher_event_in(Some("default"), Event::InitApply(pod("default", "b", json!({}), None)));
+    cache.watcher_event_in::<Pod>(Some("default"), Event::InitDone);
+    for kind in crate::cache::kinds::ALL {
+        if kind != crate::cache::kinds::PODS && kind != crate::cache::kinds::NAMESPACES {
+            match kind {
+                crate::cache::kinds::DEPLOYMENTS => cache
+                    .watcher_event_in::<k8s_openapi::api::apps::v1::Deployment>(
+                        Some("default"),
+                        Event::InitDone,
+                    ),
+                crate::cache::kinds::STATEFULSETS => cache
+                    .watcher_event_in::<k8s_openapi::api::apps::v1::StatefulSet>(
+                        Some("default"),
+                        Event::InitDone,
+                    ),
+                crate::cache::kinds::REPLICASETS => {
+                    cache.watcher_event_in::<ReplicaSet>(Some("default"), Event::InitDone)
+                }
+                crate::cache::kinds::REPLICATIONCONTROLLERS => {
+                    cache.watcher_event_in::<k8s_openapi::api::core::v1::ReplicationController>(
+                        Some("default"),
+                        Event::InitDone,
+                    )
+                }
+                crate::cache::kinds::SERVICES => cache
+                    .watcher_event_in::<k8s_openapi::api::core::v1::Service>(
+                        Some("default"),
+                        Event::InitDone,
+                    ),
+                crate::cache::kinds::GATEWAYS => {
+                    cache.watcher_event_in::<crate::cache::Gateway>(Some("default"), Event::InitDone)
+                }
+                _ => cache.watcher_event_in::<crate::cache::HttpRoute>(Some("default"), Event::InitDone),
+            }
+        }
+    }
+    assert!(cache.synced());
+    assert_eq!(machine_ids(&cache, "default", &[]), ["a", "b"]);
+    assert_eq!(machine_ids(&cache, "default", &[("v", "2")]), ["a"]);
+}
