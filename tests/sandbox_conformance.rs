@@ -1,0 +1,8 @@
+//! The sandbox against what any Kubernetes client expects of a cluster (issue 16): server-side apply that
+//! takes the name from the URL, metadata-only requests, aggregated discovery, the objects every cluster has,
+//! Events, the TokenRequest / ephemeral-container / CSR subresources, and CRD schemas in OpenAPI.
+
+mod common;
+
+#[path = "sandbox/conformance/apply.rs"]
+mod apply;
