@@ -6,3 +6,5 @@ mod common;
 
 #[path = "sandbox/conformance/apply.rs"]
 mod apply;
+#[path = "sandbox/conformance/metadata.rs"]
+mod metadata;

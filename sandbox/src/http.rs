@@ -19,7 +19,7 @@ use super::faults::FaultsSpec;
 use super::hang::Call;
 pub use super::request::AppState;
 use super::request::{Req, Target, User, classify, is_true, parse_path, parse_query, strict_check};
-use super::response::{json_bytes, json_value, status_response};
+use super::response::{json_bytes, json_value, metadata_only, status_response};
 use super::select::{FieldSelector, LabelSelector};
 use super::stats::Access;
 use super::status::StatusError;
@@ -165,8 +165,23 @@ async fn dispatch(State(st): State<Arc<AppState>>, req: Request) -> Response {
     let user = parts.extensions.get::<User>().map(|u| u.0.clone()).unwrap_or_default();
     let req = Req { st: st.clone(), t, q, headers: parts.headers, body, user };
     match handle(&req, &parts.method).await {
+        Ok(r) if req.wants_metadata() && !is_true(req.q.get("watch")) && !req.wants_table() => {
+            metadata_only_response(r).await
+        }
         Ok(r) => r,
         Err(e) => status_response(&e),
+    }
+}
+
+/// Cuts a handler's JSON answer down to PartialObjectMetadata (watches do it per event instead).
+async fn metadata_only_response(r: Response) -> Response {
+    let (parts, body) = r.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return status_response(&StatusError::new(500, "InternalError", "cannot read the response body"));
+    };
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(v) => json_value(parts.status, &metadata_only(&v)),
+        Err(_) => Response::from_parts(parts, axum::body::Body::from(bytes)),
     }
 }
 
