@@ -6,5 +6,7 @@ mod common;
 
 #[path = "sandbox/conformance/apply.rs"]
 mod apply;
+#[path = "sandbox/conformance/discovery.rs"]
+mod discovery;
 #[path = "sandbox/conformance/metadata.rs"]
 mod metadata;

@@ -1,11 +1,13 @@
-//! Discovery (`/api`, `/apis`, `/api/v1`, `/apis/{g}`, `/apis/{g}/{v}`), `/version`, health, and the minimal
-//! `/openapi/v3` that lets `kubectl apply` validate client-side and `apply --server-side` work.
+//! Discovery (`/api`, `/apis`, `/api/v1`, `/apis/{g}`, `/apis/{g}/{v}`, and the aggregated
+//! `apidiscovery.k8s.io/v2` documents of `/api` and `/apis` kubectl 1.30+ and kube-rs ask for first),
+//! `/version`, health, and the minimal `/openapi/v3` that lets `kubectl apply` validate client-side and
+//! `apply --server-side` work.
 //!
 //! Everything is computed from the registry at request time, so a CRD is discoverable as soon as it exists.
 //! It must not serve objects.
 
 use axum::response::Response;
-use http::{Method, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::{Map, Value, json};
 
 use super::registry::{Registry, ResourceType};
@@ -16,10 +18,23 @@ use super::store::Store;
 const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 
 /// The response for a discovery path, or None when the path is a resource path.
-pub fn serve(store: &Store, method: &Method, path: &str) -> Option<Response> {
+pub fn serve(store: &Store, method: &Method, path: &str, headers: &HeaderMap) -> Option<Response> {
     let path = path.trim_end_matches('/');
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let is_get = *method == Method::GET || *method == Method::HEAD;
+    if is_get && wants_aggregated(headers) {
+        let doc = match segs.as_slice() {
+            ["api"] => Some(aggregated(&store.registry(), true)),
+            ["apis"] => Some(aggregated(&store.registry(), false)),
+            _ => None,
+        };
+        if let Some(doc) = doc {
+            let mut r = json_value(StatusCode::OK, &doc);
+            // client-go decides by the Content-Type whether it got the aggregated document.
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(AGGREGATED_TYPE));
+            return Some(r);
+        }
+    }
     let body = match segs.as_slice() {
         ["version"] => Some(version()),
         ["healthz"] | ["readyz"] | ["livez"] => {
@@ -48,6 +63,83 @@ pub fn serve(store: &Store, method: &Method, path: &str) -> Option<Response> {
         Some(_) => Some(not_allowed()),
         None => None,
     }
+}
+
+const AGGREGATED_TYPE: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Whether `Accept` asks for `apidiscovery.k8s.io/v2` (or v2beta1) before plain JSON. The apiserver picks
+/// the first media type it can serve, in the client's order.
+fn wants_aggregated(headers: &HeaderMap) -> bool {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else { return false };
+    for option in accept.split(',') {
+        let params: Vec<&str> = option.split(';').map(str::trim).collect();
+        if params.contains(&"g=apidiscovery.k8s.io") {
+            if params.iter().any(|p| p.starts_with("as=APIGroupDiscovery"))
+                && params.iter().any(|p| *p == "v=v2" || *p == "v=v2beta1")
+            {
+                return true;
+            }
+            continue;
+        }
+        if matches!(params.first(), Some(&("application/json" | "*/*" | "application/*"))) {
+            return false;
+        }
+    }
+    false
+}
+
+/// The aggregated discovery document: `/api` (the core group alone) or `/apis` (every other group), each
+/// group with its versions, preferred first, and each version with its resources and subresources.
+fn aggregated(reg: &Registry, core: bool) -> Value {
+    let groups: Vec<(String, Vec<String>)> =
+        if core { vec![(String::new(), vec!["v1".to_string()])] } else { reg.groups().into_iter().collect() };
+    let items: Vec<Value> = groups
+        .iter()
+        .map(|(g, versions)| {
+            let versions: Vec<Value> = versions
+                .iter()
+                .map(|v| {
+                    let resources: Vec<Value> = reg.in_group_version(g, v).map(aggregated_resource).collect();
+                    json!({"version": v, "resources": resources, "freshness": "Current"})
+                })
+                .collect();
+            let mut meta = json!({"creationTimestamp": null});
+            if !g.is_empty() {
+                meta["name"] = json!(g);
+            }
+            json!({"metadata": meta, "versions": versions})
+        })
+        .collect();
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {},
+        "items": items})
+}
+
+fn aggregated_resource(t: &ResourceType) -> Value {
+    let kind = json!({"group": t.gvr.group, "version": t.gvr.version, "kind": t.kind});
+    let mut r = json!({"resource": t.gvr.resource, "responseKind": kind,
+        "scope": if t.namespaced { "Namespaced" } else { "Cluster" }, "singularResource": t.singular,
+        "verbs": VERBS});
+    if !t.short_names.is_empty() {
+        r["shortNames"] = json!(t.short_names);
+    }
+    if !t.categories.is_empty() {
+        r["categories"] = json!(t.categories);
+    }
+    let mut subs = Vec::new();
+    if t.status {
+        subs.push(
+            json!({"subresource": "status", "responseKind": kind, "verbs": ["get", "patch", "update"]}),
+        );
+    }
+    if t.scale.is_some() {
+        subs.push(json!({"subresource": "scale",
+            "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
+            "verbs": ["get", "patch", "update"]}));
+    }
+    if !subs.is_empty() {
+        r["subresources"] = json!(subs);
+    }
+    r
 }
 
 fn not_allowed() -> Response {

@@ -145,7 +145,7 @@ async fn dispatch(State(st): State<Arc<AppState>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let q = parse_query(parts.uri.query());
-    if let Some(r) = discovery::serve(&st.store, &parts.method, &path) {
+    if let Some(r) = discovery::serve(&st.store, &parts.method, &path, &parts.headers) {
         return r;
     }
     let Some(t) = parse_path(&path) else { return status_response(&StatusError::no_such_type()) };

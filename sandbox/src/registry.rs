@@ -51,6 +51,9 @@ impl Gvr {
     pub fn leases() -> Gvr {
         Gvr::new("coordination.k8s.io", "v1", "leases")
     }
+    pub fn apiservices() -> Gvr {
+        Gvr::new("apiregistration.k8s.io", "v1", "apiservices")
+    }
     pub fn crds() -> Gvr {
         Gvr::new("apiextensions.k8s.io", "v1", "customresourcedefinitions")
     }
@@ -241,6 +244,7 @@ impl Registry {
             .short(&["hpa"])
             .cats(&["all"])
             .with_status(),
+            R::builtin(Gvr::apiservices(), "APIService", false).cats(&["api-extensions"]).with_status(),
             R::builtin(Gvr::crds(), "CustomResourceDefinition", false)
                 .short(&["crd", "crds"])
                 .cats(&["api-extensions"])
