@@ -6,6 +6,8 @@ mod common;
 
 #[path = "sandbox/conformance/apply.rs"]
 mod apply;
+#[path = "sandbox/conformance/cluster.rs"]
+mod cluster;
 #[path = "sandbox/conformance/discovery.rs"]
 mod discovery;
 #[path = "sandbox/conformance/metadata.rs"]

@@ -11,6 +11,7 @@
 //! are the test hooks; `state` persists objects across runs; `signal` waits for Ctrl-C/SIGTERM.
 
 pub mod apply;
+pub mod cluster;
 pub mod controllers;
 pub mod discovery;
 pub mod ecs_emulator;
@@ -120,6 +121,7 @@ impl Sandbox {
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             ensure(&store, &Gvr::namespaces(), "", json!({"metadata": {"name": ns}}))?;
         }
+        cluster::bootstrap(&store).map_err(SandboxError::Setup)?;
         for crd in gateway::crds() {
             ensure(&store, &Gvr::crds(), "", crd)?;
         }

@@ -51,6 +51,12 @@ impl Gvr {
     pub fn leases() -> Gvr {
         Gvr::new("coordination.k8s.io", "v1", "leases")
     }
+    pub fn nodes() -> Gvr {
+        Gvr::new("", "v1", "nodes")
+    }
+    pub fn serviceaccounts() -> Gvr {
+        Gvr::new("", "v1", "serviceaccounts")
+    }
     pub fn apiservices() -> Gvr {
         Gvr::new("apiregistration.k8s.io", "v1", "apiservices")
     }
@@ -82,6 +88,8 @@ pub enum NameRule {
     Label,
     /// RFC 1035 label (services: must start with a letter).
     Label1035,
+    /// Anything usable as a path segment (APIServices: `v1.` names the core group's).
+    PathSegment,
 }
 
 /// Where a `/scale` subresource reads and writes its numbers (dot paths, without the leading dot).
@@ -190,6 +198,7 @@ impl Registry {
                 .short(&["ns"])
                 .with_status()
                 .rule(NameRule::Label),
+            R::builtin(core("nodes"), "Node", false).short(&["no"]).with_status(),
             R::builtin(core("pods"), "Pod", true).short(&["po"]).cats(&["all"]).with_status(),
             R::builtin(core("services"), "Service", true)
                 .short(&["svc"])
@@ -244,7 +253,10 @@ impl Registry {
             .short(&["hpa"])
             .cats(&["all"])
             .with_status(),
-            R::builtin(Gvr::apiservices(), "APIService", false).cats(&["api-extensions"]).with_status(),
+            R::builtin(Gvr::apiservices(), "APIService", false)
+                .cats(&["api-extensions"])
+                .with_status()
+                .rule(NameRule::PathSegment),
             R::builtin(Gvr::crds(), "CustomResourceDefinition", false)
                 .short(&["crd", "crds"])
                 .cats(&["api-extensions"])
@@ -452,6 +464,8 @@ pub fn check_name(rule: NameRule, name: &str) -> Option<String> {
                  characters or '-', and must start and end with an alphanumeric character"
             )
         }),
+        NameRule::PathSegment => (name.is_empty() || name == "." || name == ".." || name.contains(['/', '%']))
+            .then(|| format!("Invalid value: \"{name}\": may not be '.' or '..' and may not contain '/' or '%'")),
         NameRule::Label1035 => (!label_ok(name, true)).then(|| {
             format!(
                 "Invalid value: \"{name}\": a DNS-1035 label must consist of lower case alphanumeric characters \
