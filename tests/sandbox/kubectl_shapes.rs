@@ -31,9 +31,18 @@ async fn discovery_as_kubectl_reads_it() {
     let u = sb.url();
     let (code, v) = get_json(&format!("{u}/version?timeout=5s"), None).await;
     assert_eq!((code, v["gitVersion"].as_str()), (200, Some("v1.32.0")));
+    // kubectl 1.30+ asks for the aggregated documents first (issue 16), and older clients get the legacy ones.
     let (_, v) = get_json(&format!("{u}/api?timeout=32s"), Some(DISCOVERY_ACCEPT)).await;
-    assert_eq!(v, json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}));
+    assert_eq!(v["kind"], "APIGroupDiscoveryList");
+    assert_eq!(v["items"][0]["versions"][0]["version"], "v1");
     let (_, v) = get_json(&format!("{u}/apis?timeout=32s"), Some(DISCOVERY_ACCEPT)).await;
+    assert_eq!(v["kind"], "APIGroupDiscoveryList");
+    let aggregated: Vec<&str> =
+        v["items"].as_array().expect("items").iter().filter_map(|g| g["metadata"]["name"].as_str()).collect();
+    assert!(aggregated.contains(&"apps") && aggregated.contains(&"apiregistration.k8s.io"), "{aggregated:?}");
+    let (_, v) = get_json(&format!("{u}/api?timeout=32s"), Some("application/json, */*")).await;
+    assert_eq!(v, json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}));
+    let (_, v) = get_json(&format!("{u}/apis?timeout=32s"), Some("application/json, */*")).await;
     assert_eq!(v["kind"], "APIGroupList");
     let groups: Vec<&str> =
         v["groups"].as_array().expect("groups").iter().filter_map(|g| g["name"].as_str()).collect();
