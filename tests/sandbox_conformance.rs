@@ -10,5 +10,7 @@ mod apply;
 mod cluster;
 #[path = "sandbox/conformance/discovery.rs"]
 mod discovery;
+#[path = "sandbox/conformance/events.rs"]
+mod events;
 #[path = "sandbox/conformance/metadata.rs"]
 mod metadata;
