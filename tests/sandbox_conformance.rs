@@ -14,3 +14,5 @@ mod discovery;
 mod events;
 #[path = "sandbox/conformance/metadata.rs"]
 mod metadata;
+#[path = "sandbox/conformance/subresources.rs"]
+mod subresources;

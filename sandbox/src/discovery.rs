@@ -136,10 +136,23 @@ fn aggregated_resource(t: &ResourceType) -> Value {
             "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
             "verbs": ["get", "patch", "update"]}));
     }
+    for sub in &t.extra_subresources {
+        let (g, v, k, verbs) = extra_kind(t, sub);
+        subs.push(json!({"subresource": sub, "responseKind": {"group": g, "version": v, "kind": k},
+            "verbs": verbs}));
+    }
     if !subs.is_empty() {
         r["subresources"] = json!(subs);
     }
     r
+}
+
+/// (group, version, kind, verbs) of a subresource other than status and scale.
+fn extra_kind<'a>(t: &'a ResourceType, sub: &str) -> (&'a str, &'a str, &'a str, Vec<&'static str>) {
+    match sub {
+        "token" => ("authentication.k8s.io", "v1", "TokenRequest", vec!["create"]),
+        _ => (&t.gvr.group, &t.gvr.version, &t.kind, vec!["get", "patch", "update"]),
+    }
 }
 
 fn not_allowed() -> Response {
@@ -203,6 +216,11 @@ fn resource_list(reg: &Registry, g: &str, v: &str) -> Option<Value> {
             resources.push(json!({"name": format!("{}/scale", t.gvr.resource), "singularName": "",
                 "namespaced": t.namespaced, "group": "autoscaling", "version": "v1", "kind": "Scale",
                 "verbs": ["get", "patch", "update"]}));
+        }
+        for sub in &t.extra_subresources {
+            let (g, v, kind, verbs) = extra_kind(t, sub);
+            resources.push(json!({"name": format!("{}/{sub}", t.gvr.resource), "singularName": "",
+                "namespaced": t.namespaced, "group": g, "version": v, "kind": kind, "verbs": verbs}));
         }
     }
     Some(

@@ -24,7 +24,7 @@ use super::select::{FieldSelector, LabelSelector};
 use super::stats::Access;
 use super::status::StatusError;
 use super::store::{DeleteOpts, ListQuery, Part, ResourceType};
-use super::{apply, discovery, patch, table, watch};
+use super::{apply, discovery, patch, subresource, table, watch};
 
 /// Largest request body accepted.
 const BODY_LIMIT: usize = 32 * 1024 * 1024;
@@ -213,12 +213,21 @@ async fn handle(r: &Req, method: &Method) -> Result<Response, StatusError> {
     {
         return Err(StatusError::invalid("Namespace", ns, vec![("metadata.namespace".into(), msg)]));
     }
-    let sub = r.t.sub.as_deref();
-    match sub {
-        None => {}
-        Some("status") if rt.status => {}
-        Some("scale") if rt.scale.is_some() => {}
-        Some(_) => return Err(StatusError::no_such_type()),
+    let mut sub = r.t.sub.as_deref();
+    match (sub, r.t.name.as_deref()) {
+        (None, _) => {}
+        (Some("status"), _) if rt.status => {}
+        (Some("scale"), _) if rt.scale.is_some() => {}
+        (Some(s), Some(n)) if rt.extra_subresources.contains(&s) => {
+            let method = if *method == Method::HEAD { Method::GET } else { method.clone() };
+            match s {
+                "ephemeralcontainers" => return subresource::ephemeral_containers(r, &rt, &method, n),
+                "token" => return subresource::token_request(r, &rt, &method, n),
+                // A CSR's approval is its status conditions: the same write, another authorization.
+                _ => sub = Some("status"),
+            }
+        }
+        (Some(_), _) => return Err(StatusError::no_such_type()),
     }
     let name = r.t.name.clone();
     // HEAD is a GET whose body hyper drops.
@@ -296,6 +305,9 @@ fn create(r: &Req, rt: &ResourceType) -> Result<Response, StatusError> {
     let body = r.body_value()?;
     strict_check(r.strict(), rt, &body)?;
     let mut body = body;
+    if rt.gvr == super::registry::Gvr::csrs() {
+        subresource::stamp_csr(&mut body, &r.user)?;
+    }
     apply::record_update(&mut body, None, r.q.get("fieldManager"), &rt.gvr, "Update");
     let obj = r.st.store.create_with(&rt.gvr, r.ns(), body, &r.opts())?;
     Ok(json_value(StatusCode::CREATED, &obj))

@@ -33,6 +33,7 @@ pub mod state;
 pub mod stats;
 pub mod status;
 pub mod store;
+pub mod subresource;
 pub mod table;
 pub mod watch;
 pub mod write_log;

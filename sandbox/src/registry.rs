@@ -57,6 +57,9 @@ impl Gvr {
     pub fn serviceaccounts() -> Gvr {
         Gvr::new("", "v1", "serviceaccounts")
     }
+    pub fn csrs() -> Gvr {
+        Gvr::new("certificates.k8s.io", "v1", "certificatesigningrequests")
+    }
     pub fn apiservices() -> Gvr {
         Gvr::new("apiregistration.k8s.io", "v1", "apiservices")
     }
@@ -130,6 +133,9 @@ pub struct ResourceType {
     pub crd: Option<String>,
     /// Only the preferred version of a CRD is listed first in `/apis`.
     pub storage: bool,
+    /// Subresources other than status and scale (`token`, `ephemeralcontainers`, `approval`), served by
+    /// `subresource` and listed by discovery.
+    pub extra_subresources: Vec<&'static str>,
 }
 
 impl ResourceType {
@@ -148,7 +154,12 @@ impl ResourceType {
             name_rule: NameRule::Subdomain,
             crd: None,
             storage: true,
+            extra_subresources: vec![],
         }
+    }
+    fn with(mut self, sub: &'static str) -> Self {
+        self.extra_subresources.push(sub);
+        self
     }
     fn short(mut self, names: &[&str]) -> Self {
         self.short_names = names.iter().map(|s| s.to_string()).collect();
@@ -199,7 +210,11 @@ impl Registry {
                 .with_status()
                 .rule(NameRule::Label),
             R::builtin(core("nodes"), "Node", false).short(&["no"]).with_status(),
-            R::builtin(core("pods"), "Pod", true).short(&["po"]).cats(&["all"]).with_status(),
+            R::builtin(core("pods"), "Pod", true)
+                .short(&["po"])
+                .cats(&["all"])
+                .with_status()
+                .with("ephemeralcontainers"),
             R::builtin(core("services"), "Service", true)
                 .short(&["svc"])
                 .cats(&["all"])
@@ -208,7 +223,7 @@ impl Registry {
             R::builtin(core("secrets"), "Secret", true),
             R::builtin(core("configmaps"), "ConfigMap", true).short(&["cm"]),
             R::builtin(core("events"), "Event", true).short(&["ev"]),
-            R::builtin(core("serviceaccounts"), "ServiceAccount", true).short(&["sa"]),
+            R::builtin(core("serviceaccounts"), "ServiceAccount", true).short(&["sa"]).with("token"),
             R::builtin(core("replicationcontrollers"), "ReplicationController", true)
                 .short(&["rc"])
                 .cats(&["all"])
@@ -253,6 +268,10 @@ impl Registry {
             .short(&["hpa"])
             .cats(&["all"])
             .with_status(),
+            R::builtin(Gvr::csrs(), "CertificateSigningRequest", false)
+                .short(&["csr"])
+                .with_status()
+                .with("approval"),
             R::builtin(Gvr::apiservices(), "APIService", false)
                 .cats(&["api-extensions"])
                 .with_status()
@@ -428,6 +447,7 @@ pub fn crd_types(crd: &Value) -> Result<Vec<ResourceType>, Vec<(String, String)>
             name_rule: NameRule::Subdomain,
             crd: Some(name.clone()),
             storage: v.get("storage").and_then(Value::as_bool).unwrap_or(false),
+            extra_subresources: vec![],
         });
     }
     if !errs.is_empty() {
