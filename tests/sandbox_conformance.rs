@@ -14,5 +14,7 @@ mod discovery;
 mod events;
 #[path = "sandbox/conformance/metadata.rs"]
 mod metadata;
+#[path = "sandbox/conformance/openapi.rs"]
+mod openapi;
 #[path = "sandbox/conformance/subresources.rs"]
 mod subresources;

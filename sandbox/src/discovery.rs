@@ -55,6 +55,7 @@ pub fn serve(store: &Store, method: &Method, path: &str, headers: &HeaderMap) ->
                 None => status_response(&StatusError::no_such_type()),
             });
         }
+        ["openapi", "v2"] if accepts_json(headers) => Some(openapi_v2(&store.registry())),
         ["openapi", ..] | [""] => return Some(status_response(&StatusError::no_such_type())),
         _ => None,
     };
@@ -86,6 +87,13 @@ fn wants_aggregated(headers: &HeaderMap) -> bool {
         }
     }
     false
+}
+
+/// No Accept, or one that takes JSON.
+fn accepts_json(headers: &HeaderMap) -> bool {
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_none_or(|a| {
+        a.split(',').any(|o| matches!(o.split(';').next().map(str::trim), Some("application/json" | "*/*")))
+    })
 }
 
 /// The aggregated discovery document: `/api` (the core group alone) or `/apis` (every other group), each
@@ -264,6 +272,12 @@ fn openapi_doc(reg: &Registry, gv: &str) -> Option<Value> {
         return None;
     }
     let mut paths = Map::new();
+    let mut schemas = Map::new();
+    for t in &types {
+        if let Some((name, schema)) = component_schema(t) {
+            schemas.insert(name, schema);
+        }
+    }
     for t in types {
         let op = json!({"x-kubernetes-group-version-kind": {"group": g, "version": v, "kind": t.kind},
             "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}], "responses": {}});
@@ -277,5 +291,42 @@ fn openapi_doc(reg: &Registry, gv: &str) -> Option<Value> {
         paths.insert(format!("{coll}/{{name}}"), json!({"get": op, "put": op, "patch": op, "delete": op}));
     }
     Some(json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.0"}, "paths": paths,
-        "components": {"schemas": {}}}))
+        "components": {"schemas": schemas}}))
+}
+
+/// A CRD version's schema as the apiserver publishes it: named `io.example.v1.Kind` (the group reversed),
+/// tagged with its GVK (how `kubectl explain` finds it), with apiVersion, kind and metadata declared.
+/// Built-in types have no schema here: kubectl then uses the types compiled into it.
+fn component_schema(t: &ResourceType) -> Option<(String, Value)> {
+    let mut schema = t.schema.clone()?;
+    let o = schema.as_object_mut()?;
+    let props = o.entry("properties").or_insert_with(|| json!({}));
+    if let Some(p) = props.as_object_mut() {
+        p.entry("apiVersion").or_insert_with(|| {
+            json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."})
+        });
+        p.entry("kind").or_insert_with(|| {
+            json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents."})
+        });
+        p.insert("metadata".into(), json!({"type": "object", "description": "Standard object's metadata."}));
+    }
+    o.insert(
+        "x-kubernetes-group-version-kind".into(),
+        json!([{"group": t.gvr.group, "version": t.gvr.version, "kind": t.kind}]),
+    );
+    let reversed: Vec<&str> = t.gvr.group.split('.').rev().collect();
+    Some((format!("{}.{}.{}", reversed.join("."), t.gvr.version, t.kind), schema))
+}
+
+/// `/openapi/v2` in JSON: each CRD's schema under `definitions`. Only what a JSON client can read: kubectl
+/// asks for protobuf here and falls back to v3 when refused.
+fn openapi_v2(reg: &Registry) -> Value {
+    let mut definitions = Map::new();
+    for t in reg.all() {
+        if let Some((name, schema)) = component_schema(t) {
+            definitions.insert(name, schema);
+        }
+    }
+    json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": "v1.32.0"}, "paths": {},
+        "definitions": definitions})
 }
