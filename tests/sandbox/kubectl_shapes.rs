@@ -89,8 +89,13 @@ async fn discovery_as_kubectl_reads_it() {
     }
     let (code, v) = get_json(&format!("{u}/apis/nope.example.com/v1"), None).await;
     assert_eq!((code, v["reason"].as_str()), (404, Some("NotFound")));
-    let (code, _) = get_json(&format!("{u}/openapi/v2?timeout=32s"), None).await;
+    // kubectl asks for v2 in protobuf, which the sandbox does not speak: it falls back to v3. JSON clients get
+    // the CRDs' schemas (issue 16).
+    let proto = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+    let (code, _) = get_json(&format!("{u}/openapi/v2?timeout=32s"), Some(proto)).await;
     assert_eq!(code, 404);
+    let (code, v) = get_json(&format!("{u}/openapi/v2"), Some("application/json")).await;
+    assert_eq!((code, v["swagger"].as_str()), (200, Some("2.0")));
 }
 
 #[tokio::test]
