@@ -28,7 +28,7 @@ pub fn ephemeral_containers(
 ) -> Result<Response, StatusError> {
     let store = &r.st.store;
     let ns = r.ns().to_string();
-    let desired: Box<dyn Fn(&Value) -> Result<Value, StatusError>> = match *method {
+    let desired = match *method {
         Method::GET => {
             let pod = store.get(&rt.gvr, &ns, name).ok_or_else(|| StatusError::not_found("pods", name))?;
             return Ok(json_value(StatusCode::OK, &pod));
@@ -42,22 +42,21 @@ pub fn ephemeral_containers(
                     "apply patches are not supported on pods/ephemeralcontainers",
                 ));
             }
-            let p = patch::parse(kind, &r.body)?;
-            Box::new(move |cur: &Value| {
-                let mut pod = cur.clone();
-                patch::apply_to(&mut pod, &p)?;
-                Ok(pod)
-            })
+            Desired::Patch(patch::parse(kind, &r.body)?)
         }
-        Method::PUT => {
-            let body = r.body_value()?;
-            Box::new(move |_: &Value| Ok(body.clone()))
-        }
+        Method::PUT => Desired::Replace(r.body_value()?),
         _ => return Err(StatusError::method_not_allowed()),
     };
     let pod_name = name.to_string();
     let obj = store.update_with(&rt.gvr, &ns, name, Part::Main, &r.opts(), move |cur| {
-        let wanted = desired(cur)?;
+        let wanted = match desired {
+            Desired::Patch(p) => {
+                let mut pod = cur.clone();
+                patch::apply_to(&mut pod, &p)?;
+                pod
+            }
+            Desired::Replace(body) => body,
+        };
         let new = wanted.pointer("/spec/ephemeralContainers").cloned().unwrap_or_else(|| json!([]));
         let old = cur.pointer("/spec/ephemeralContainers").cloned().unwrap_or_else(|| json!([]));
         check_ephemeral(&pod_name, &old, &new)?;
@@ -68,6 +67,12 @@ pub fn ephemeral_containers(
         Ok(())
     })?;
     Ok(json_value(StatusCode::OK, &obj))
+}
+
+/// What a write to `ephemeralcontainers` asks for: the pod after a patch, or the pod in the body.
+enum Desired {
+    Patch(patch::ParsedPatch),
+    Replace(Value),
 }
 
 /// Ephemeral containers may be added, never changed or removed; each needs a name and an image.
