@@ -309,7 +309,7 @@ pub fn server_side_apply(
         )
     })?;
     let force = matches!(r.q.get("force").map(String::as_str), Some("true" | "1"));
-    let cfg: Value = serde_yaml::from_slice(&r.body)
+    let mut cfg: Value = serde_yaml::from_slice(&r.body)
         .map_err(|e| StatusError::bad_request(format!("error decoding YAML: {e}")))?;
     if !cfg.is_object() {
         return Err(StatusError::bad_request("the applied configuration must be an object"));
@@ -329,7 +329,14 @@ pub fn server_side_apply(
     }
     super::request::strict_check(r.strict(), rt, &cfg)?;
     let body_name = cfg.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-    if body_name != name {
+    // The API server fills an absent name from the URL (apply configurations built for one object often
+    // carry only the fields they own); only a different name is an error.
+    if body_name.is_empty() {
+        if !cfg.get("metadata").is_some_and(Value::is_object) {
+            cfg["metadata"] = json!({});
+        }
+        cfg["metadata"]["name"] = json!(name);
+    } else if body_name != name {
         return Err(StatusError::bad_request(format!(
             "the name of the object ({body_name}) does not match the name on the URL ({name})"
         )));

@@ -19,12 +19,12 @@ use super::faults::FaultsSpec;
 use super::hang::Call;
 pub use super::request::AppState;
 use super::request::{Req, Target, User, classify, is_true, parse_path, parse_query, strict_check};
-use super::response::{json_bytes, json_value, status_response};
+use super::response::{json_bytes, json_value, metadata_only, status_response};
 use super::select::{FieldSelector, LabelSelector};
 use super::stats::Access;
 use super::status::StatusError;
 use super::store::{DeleteOpts, ListQuery, Part, ResourceType};
-use super::{apply, discovery, patch, table, watch};
+use super::{apply, discovery, patch, subresource, table, watch};
 
 /// Largest request body accepted.
 const BODY_LIMIT: usize = 32 * 1024 * 1024;
@@ -145,7 +145,7 @@ async fn dispatch(State(st): State<Arc<AppState>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let q = parse_query(parts.uri.query());
-    if let Some(r) = discovery::serve(&st.store, &parts.method, &path) {
+    if let Some(r) = discovery::serve(&st.store, &parts.method, &path, &parts.headers) {
         return r;
     }
     let Some(t) = parse_path(&path) else { return status_response(&StatusError::no_such_type()) };
@@ -165,8 +165,23 @@ async fn dispatch(State(st): State<Arc<AppState>>, req: Request) -> Response {
     let user = parts.extensions.get::<User>().map(|u| u.0.clone()).unwrap_or_default();
     let req = Req { st: st.clone(), t, q, headers: parts.headers, body, user };
     match handle(&req, &parts.method).await {
+        Ok(r) if req.wants_metadata() && !is_true(req.q.get("watch")) && !req.wants_table() => {
+            metadata_only_response(r).await
+        }
         Ok(r) => r,
         Err(e) => status_response(&e),
+    }
+}
+
+/// Cuts a handler's JSON answer down to PartialObjectMetadata (watches do it per event instead).
+async fn metadata_only_response(r: Response) -> Response {
+    let (parts, body) = r.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return status_response(&StatusError::new(500, "InternalError", "cannot read the response body"));
+    };
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(v) => json_value(parts.status, &metadata_only(&v)),
+        Err(_) => Response::from_parts(parts, axum::body::Body::from(bytes)),
     }
 }
 
@@ -198,12 +213,21 @@ async fn handle(r: &Req, method: &Method) -> Result<Response, StatusError> {
     {
         return Err(StatusError::invalid("Namespace", ns, vec![("metadata.namespace".into(), msg)]));
     }
-    let sub = r.t.sub.as_deref();
-    match sub {
-        None => {}
-        Some("status") if rt.status => {}
-        Some("scale") if rt.scale.is_some() => {}
-        Some(_) => return Err(StatusError::no_such_type()),
+    let mut sub = r.t.sub.as_deref();
+    match (sub, r.t.name.as_deref()) {
+        (None, _) => {}
+        (Some("status"), _) if rt.status => {}
+        (Some("scale"), _) if rt.scale.is_some() => {}
+        (Some(s), Some(n)) if rt.extra_subresources.contains(&s) => {
+            let method = if *method == Method::HEAD { Method::GET } else { method.clone() };
+            match s {
+                "ephemeralcontainers" => return subresource::ephemeral_containers(r, &rt, &method, n),
+                "token" => return subresource::token_request(r, &rt, &method, n),
+                // A CSR's approval is its status conditions: the same write, another authorization.
+                _ => sub = Some("status"),
+            }
+        }
+        (Some(_), _) => return Err(StatusError::no_such_type()),
     }
     let name = r.t.name.clone();
     // HEAD is a GET whose body hyper drops.
@@ -281,6 +305,9 @@ fn create(r: &Req, rt: &ResourceType) -> Result<Response, StatusError> {
     let body = r.body_value()?;
     strict_check(r.strict(), rt, &body)?;
     let mut body = body;
+    if rt.gvr == super::registry::Gvr::csrs() {
+        subresource::stamp_csr(&mut body, &r.user)?;
+    }
     apply::record_update(&mut body, None, r.q.get("fieldManager"), &rt.gvr, "Update");
     let obj = r.st.store.create_with(&rt.gvr, r.ns(), body, &r.opts())?;
     Ok(json_value(StatusCode::CREATED, &obj))

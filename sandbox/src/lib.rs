@@ -11,6 +11,7 @@
 //! are the test hooks; `state` persists objects across runs; `signal` waits for Ctrl-C/SIGTERM.
 
 pub mod apply;
+pub mod cluster;
 pub mod controllers;
 pub mod discovery;
 pub mod ecs_emulator;
@@ -32,6 +33,7 @@ pub mod state;
 pub mod stats;
 pub mod status;
 pub mod store;
+pub mod subresource;
 pub mod table;
 pub mod watch;
 pub mod write_log;
@@ -120,6 +122,7 @@ impl Sandbox {
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             ensure(&store, &Gvr::namespaces(), "", json!({"metadata": {"name": ns}}))?;
         }
+        cluster::bootstrap(&store).map_err(SandboxError::Setup)?;
         for crd in gateway::crds() {
             ensure(&store, &Gvr::crds(), "", crd)?;
         }

@@ -51,6 +51,18 @@ impl Gvr {
     pub fn leases() -> Gvr {
         Gvr::new("coordination.k8s.io", "v1", "leases")
     }
+    pub fn nodes() -> Gvr {
+        Gvr::new("", "v1", "nodes")
+    }
+    pub fn serviceaccounts() -> Gvr {
+        Gvr::new("", "v1", "serviceaccounts")
+    }
+    pub fn csrs() -> Gvr {
+        Gvr::new("certificates.k8s.io", "v1", "certificatesigningrequests")
+    }
+    pub fn apiservices() -> Gvr {
+        Gvr::new("apiregistration.k8s.io", "v1", "apiservices")
+    }
     pub fn crds() -> Gvr {
         Gvr::new("apiextensions.k8s.io", "v1", "customresourcedefinitions")
     }
@@ -79,6 +91,8 @@ pub enum NameRule {
     Label,
     /// RFC 1035 label (services: must start with a letter).
     Label1035,
+    /// Anything usable as a path segment (APIServices: `v1.` names the core group's).
+    PathSegment,
 }
 
 /// Where a `/scale` subresource reads and writes its numbers (dot paths, without the leading dot).
@@ -119,6 +133,9 @@ pub struct ResourceType {
     pub crd: Option<String>,
     /// Only the preferred version of a CRD is listed first in `/apis`.
     pub storage: bool,
+    /// Subresources other than status and scale (`token`, `ephemeralcontainers`, `approval`), served by
+    /// `subresource` and listed by discovery.
+    pub extra_subresources: Vec<&'static str>,
 }
 
 impl ResourceType {
@@ -137,7 +154,12 @@ impl ResourceType {
             name_rule: NameRule::Subdomain,
             crd: None,
             storage: true,
+            extra_subresources: vec![],
         }
+    }
+    fn with(mut self, sub: &'static str) -> Self {
+        self.extra_subresources.push(sub);
+        self
     }
     fn short(mut self, names: &[&str]) -> Self {
         self.short_names = names.iter().map(|s| s.to_string()).collect();
@@ -187,7 +209,12 @@ impl Registry {
                 .short(&["ns"])
                 .with_status()
                 .rule(NameRule::Label),
-            R::builtin(core("pods"), "Pod", true).short(&["po"]).cats(&["all"]).with_status(),
+            R::builtin(core("nodes"), "Node", false).short(&["no"]).with_status(),
+            R::builtin(core("pods"), "Pod", true)
+                .short(&["po"])
+                .cats(&["all"])
+                .with_status()
+                .with("ephemeralcontainers"),
             R::builtin(core("services"), "Service", true)
                 .short(&["svc"])
                 .cats(&["all"])
@@ -196,7 +223,7 @@ impl Registry {
             R::builtin(core("secrets"), "Secret", true),
             R::builtin(core("configmaps"), "ConfigMap", true).short(&["cm"]),
             R::builtin(core("events"), "Event", true).short(&["ev"]),
-            R::builtin(core("serviceaccounts"), "ServiceAccount", true).short(&["sa"]),
+            R::builtin(core("serviceaccounts"), "ServiceAccount", true).short(&["sa"]).with("token"),
             R::builtin(core("replicationcontrollers"), "ReplicationController", true)
                 .short(&["rc"])
                 .cats(&["all"])
@@ -241,6 +268,14 @@ impl Registry {
             .short(&["hpa"])
             .cats(&["all"])
             .with_status(),
+            R::builtin(Gvr::csrs(), "CertificateSigningRequest", false)
+                .short(&["csr"])
+                .with_status()
+                .with("approval"),
+            R::builtin(Gvr::apiservices(), "APIService", false)
+                .cats(&["api-extensions"])
+                .with_status()
+                .rule(NameRule::PathSegment),
             R::builtin(Gvr::crds(), "CustomResourceDefinition", false)
                 .short(&["crd", "crds"])
                 .cats(&["api-extensions"])
@@ -412,6 +447,7 @@ pub fn crd_types(crd: &Value) -> Result<Vec<ResourceType>, Vec<(String, String)>
             name_rule: NameRule::Subdomain,
             crd: Some(name.clone()),
             storage: v.get("storage").and_then(Value::as_bool).unwrap_or(false),
+            extra_subresources: vec![],
         });
     }
     if !errs.is_empty() {
@@ -448,6 +484,8 @@ pub fn check_name(rule: NameRule, name: &str) -> Option<String> {
                  characters or '-', and must start and end with an alphanumeric character"
             )
         }),
+        NameRule::PathSegment => (name.is_empty() || name == "." || name == ".." || name.contains(['/', '%']))
+            .then(|| format!("Invalid value: \"{name}\": may not be '.' or '..' and may not contain '/' or '%'")),
         NameRule::Label1035 => (!label_ok(name, true)).then(|| {
             format!(
                 "Invalid value: \"{name}\": a DNS-1035 label must consist of lower case alphanumeric characters \

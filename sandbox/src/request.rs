@@ -195,6 +195,11 @@ impl Req {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.split(',').next().is_some_and(|first| first.contains("as=Table")))
     }
+    /// `Accept: application/json;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1` first: the client
+    /// wants objects cut down to apiVersion, kind and metadata.
+    pub fn wants_metadata(&self) -> bool {
+        wants_metadata(&self.headers)
+    }
     pub fn content_type(&self) -> String {
         self.headers
             .get(header::CONTENT_TYPE)
@@ -230,6 +235,15 @@ impl Req {
         }
         Ok(v)
     }
+}
+
+/// Whether the preferred media type of `Accept` is a PartialObjectMetadata (or its list).
+pub fn wants_metadata(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split(',').next())
+        .is_some_and(|first| first.split(';').any(|p| p.trim().starts_with("as=PartialObjectMetadata")))
 }
 
 /// `fieldValidation=Strict` on a type with a schema: fields the schema does not declare are an error.

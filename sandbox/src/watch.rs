@@ -18,7 +18,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::request::Req;
-use super::response::json_bytes;
+use super::response::{json_bytes, partial_metadata};
 use super::select::{FieldSelector, LabelSelector};
 use super::status::StatusError;
 use super::store::{EventType, ResourceType, StoreEvent, Stored};
@@ -46,6 +46,8 @@ impl Filter {
 struct Writer {
     rt: ResourceType,
     table: bool,
+    /// PartialObjectMetadata events (kube-runtime's metadata watcher).
+    metadata: bool,
     q: HashMap<String, String>,
 }
 
@@ -63,6 +65,8 @@ impl Writer {
                 &self.q,
             );
             out.extend_from_slice(&serde_json::to_vec(&t).unwrap_or_default());
+        } else if self.metadata {
+            out.extend_from_slice(&serde_json::to_vec(&partial_metadata(&s.value)).unwrap_or_default());
         } else {
             out.extend_from_slice(&s.json);
         }
@@ -75,7 +79,11 @@ impl Writer {
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        let obj = json!({"kind": self.rt.kind, "apiVersion": self.rt.gvr.api_version(), "metadata": meta});
+        let obj = if self.metadata {
+            partial_metadata(&json!({"metadata": meta}))
+        } else {
+            json!({"kind": self.rt.kind, "apiVersion": self.rt.gvr.api_version(), "metadata": meta})
+        };
         let mut line = serde_json::to_vec(&json!({"type": "BOOKMARK", "object": obj})).unwrap_or_default();
         line.push(b'\n');
         Bytes::from(line)
@@ -110,7 +118,8 @@ pub async fn serve(r: &Req, rt: &ResourceType) -> Result<Response, StatusError> 
             .map(Duration::from_secs)
             .unwrap_or(MAX_WATCH)
             .min(MAX_WATCH);
-    let writer = Writer { rt: rt.clone(), table: r.wants_table(), q: r.q.clone() };
+    let writer =
+        Writer { rt: rt.clone(), table: r.wants_table(), metadata: r.wants_metadata(), q: r.q.clone() };
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     let ns = r.t.namespace.clone();
     match r.st.store.watch(&rt.gvr, ns.as_deref(), since) {

@@ -31,9 +31,18 @@ async fn discovery_as_kubectl_reads_it() {
     let u = sb.url();
     let (code, v) = get_json(&format!("{u}/version?timeout=5s"), None).await;
     assert_eq!((code, v["gitVersion"].as_str()), (200, Some("v1.32.0")));
+    // kubectl 1.30+ asks for the aggregated documents first (issue 16), and older clients get the legacy ones.
     let (_, v) = get_json(&format!("{u}/api?timeout=32s"), Some(DISCOVERY_ACCEPT)).await;
-    assert_eq!(v, json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}));
+    assert_eq!(v["kind"], "APIGroupDiscoveryList");
+    assert_eq!(v["items"][0]["versions"][0]["version"], "v1");
     let (_, v) = get_json(&format!("{u}/apis?timeout=32s"), Some(DISCOVERY_ACCEPT)).await;
+    assert_eq!(v["kind"], "APIGroupDiscoveryList");
+    let aggregated: Vec<&str> =
+        v["items"].as_array().expect("items").iter().filter_map(|g| g["metadata"]["name"].as_str()).collect();
+    assert!(aggregated.contains(&"apps") && aggregated.contains(&"apiregistration.k8s.io"), "{aggregated:?}");
+    let (_, v) = get_json(&format!("{u}/api?timeout=32s"), Some("application/json, */*")).await;
+    assert_eq!(v, json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}));
+    let (_, v) = get_json(&format!("{u}/apis?timeout=32s"), Some("application/json, */*")).await;
     assert_eq!(v["kind"], "APIGroupList");
     let groups: Vec<&str> =
         v["groups"].as_array().expect("groups").iter().filter_map(|g| g["name"].as_str()).collect();
@@ -80,8 +89,13 @@ async fn discovery_as_kubectl_reads_it() {
     }
     let (code, v) = get_json(&format!("{u}/apis/nope.example.com/v1"), None).await;
     assert_eq!((code, v["reason"].as_str()), (404, Some("NotFound")));
-    let (code, _) = get_json(&format!("{u}/openapi/v2?timeout=32s"), None).await;
+    // kubectl asks for v2 in protobuf, which the sandbox does not speak: it falls back to v3. JSON clients get
+    // the CRDs' schemas (issue 16).
+    let proto = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+    let (code, _) = get_json(&format!("{u}/openapi/v2?timeout=32s"), Some(proto)).await;
     assert_eq!(code, 404);
+    let (code, v) = get_json(&format!("{u}/openapi/v2"), Some("application/json")).await;
+    assert_eq!((code, v["swagger"].as_str()), (200, Some("2.0")));
 }
 
 #[tokio::test]

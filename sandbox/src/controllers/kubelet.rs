@@ -12,7 +12,7 @@ use crate::registry::Gvr;
 use crate::status::StatusError;
 use crate::store::{Store, now};
 
-const HOST_IP: &str = "10.0.0.10";
+const HOST_IP: &str = crate::cluster::NODE_IP;
 
 static NEXT_IP: AtomicU32 = AtomicU32::new(1);
 

@@ -56,6 +56,8 @@ enum Key {
     Pod(String, String),
     /// The kubelet: start a pod whose delay has passed.
     PodStart(String, String),
+    /// The service account controller: the `default` ServiceAccount of a namespace.
+    Namespace(String),
 }
 
 /// Starts the controllers. Subscribes before returning, so no change made after this call is missed.
@@ -146,6 +148,9 @@ impl Controllers {
         for (ns, n) in keys(&Gvr::httproutes()) {
             self.queue.insert(Key::Route(ns, n));
         }
+        for (_, n) in keys(&Gvr::namespaces()) {
+            self.queue.insert(Key::Namespace(n));
+        }
         for pod in s.list(&Gvr::pods(), None) {
             self.watch_pod(&pod);
         }
@@ -193,6 +198,11 @@ impl Controllers {
             }
         } else if *g == Gvr::crds() {
             self.resync();
+        } else if *g == Gvr::namespaces() && ev.event_type != EventType::Deleted {
+            self.queue.insert(Key::Namespace(name));
+        } else if *g == Gvr::serviceaccounts() && ev.event_type == EventType::Deleted && name == "default" {
+            // Deleting it brings it back, as the ServiceAccount controller does.
+            self.queue.insert(Key::Namespace(ns));
         }
     }
 
@@ -271,6 +281,7 @@ impl Controllers {
                 Key::Route(ns, n) => gateway::reconcile_route(s, ns, n),
                 Key::Pod(ns, n) => kubelet::schedule(s, ns, n),
                 Key::PodStart(ns, n) => self.start_pod(ns, n),
+                Key::Namespace(n) => crate::cluster::default_service_account(s, n),
             };
             if let Err(e) = r {
                 // The next event about the object retries; a 404 only means it went away meanwhile.

@@ -96,7 +96,16 @@ impl Store {
         if dry_run {
             return Ok(Arc::new(obj));
         }
-        Ok(self.commit(st, gvr, &ns, &name, Some(obj), EventType::Added))
+        let created = self.commit(st, gvr, &ns, &name, Some(obj), EventType::Added);
+        if *gvr == Gvr::namespaces() {
+            // The ServiceAccount controller's first act, done at once so that a client can use the namespace's
+            // `default` account as soon as it has the namespace (the controller brings it back if deleted).
+            let sa = json!({"metadata": {"name": "default"}});
+            if let Err(e) = self.create_locked(st, &Gvr::serviceaccounts(), &name, sa, false) {
+                tracing::debug!(namespace = %name, error = %e, "no default ServiceAccount");
+            }
+        }
+        Ok(created)
     }
 
     pub(super) fn replace_locked(
