@@ -7,11 +7,12 @@
 
 use serde_json::{Value, json};
 
-use super::controllers::NODE_NAME;
 use super::registry::{Gvr, Registry};
 use super::status::StatusError;
 use super::store::Store;
 
+/// The node every simulated pod runs on.
+pub const NODE_NAME: &str = "sandbox-node";
 /// The node's InternalIP (pods report it as `status.hostIP`).
 pub const NODE_IP: &str = "10.0.0.10";
 /// The `kubernetes` Service's ClusterIP: the first address of the service range, as kube-apiserver picks.

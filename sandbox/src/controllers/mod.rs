@@ -29,8 +29,7 @@ pub use kubelet::set_pod_condition;
 
 /// The controller name the gateway controller writes into HTTPRoute status.
 pub const GATEWAY_CONTROLLER: &str = "machinist.dev/sandbox-gateway";
-/// The node every simulated pod runs on.
-pub const NODE_NAME: &str = "sandbox-node";
+pub use crate::cluster::NODE_NAME;
 
 /// Held for writing while seed data is written object by object, so no controller acts on a half-written
 /// workload (a ReplicaSet whose pods are not created yet would get a second set). Process-wide: it only
