@@ -101,16 +101,31 @@ impl Context {
     /// A request for the same target created after `sr` (and not failed), if the controllers have listed
     /// one: the newest request for a target wins, whatever order the requests are reconciled in (after a
     /// failover the new leader reconciles every pending request at once, in no particular order).
+    ///
+    /// `creationTimestamp` has one-second resolution, so within one second the order is unknown. There a
+    /// request that has already been applied (or finished) never beats one not applied yet: that one was
+    /// most likely created after the other was applied (a client that waits for it and then asks again), and
+    /// superseding it would drop the caller's last word. Two requests of the same second that are both not
+    /// applied yet are ordered by name, so that one of them, not both, is applied.
     fn newer_request_for(&self, sr: &ScaleRequest) -> Option<Arc<ScaleRequest>> {
         let mine = target_of(sr)?;
         let created = |r: &ScaleRequest| (r.metadata.creation_timestamp.clone().map(|t| t.0), r.name_any());
+        let applied = |r: &ScaleRequest| {
+            r.status
+                .as_ref()
+                .is_some_and(|s| s.applied_replicas.is_some() || s.phase.is_some_and(Phase::finished))
+        };
+        let newer = |other: &ScaleRequest| {
+            let (theirs, mine) = (created(other), created(sr));
+            if theirs.0 == mine.0 { !applied(other) && theirs.1 > mine.1 } else { theirs > mine }
+        };
         let stores = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         stores
             .iter()
             .flat_map(|store| store.state())
             .filter(|other| other.uid() != sr.uid() && target_of(other).as_ref() == Some(&mine))
             .filter(|other| other.status.as_ref().and_then(|s| s.phase) != Some(Phase::Failed))
-            .filter(|other| created(other) > created(sr))
+            .filter(|other| newer(other))
             .max_by_key(|other| created(other))
     }
 
@@ -632,5 +647,34 @@ mod tests {
         assert_eq!(ctx.newer_request_for(&old).map(|r| r.name_any()), Some("new".to_string()));
         assert!(ctx.newer_request_for(&new).is_none(), "a failed request wins nothing");
         assert!(ctx.newer_request_for(&other).is_none(), "another target");
+    }
+
+    /// Found by the hung-leader chaos test: a request created in the same second as one that had already
+    /// succeeded for the same target ended Superseded by it, "created later" (the name broke the tie).
+    #[tokio::test]
+    async fn within_one_second_an_applied_request_does_not_beat_one_not_applied_yet() {
+        let client = Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
+        let ctx = Context::new(client, Reconciler::new(Scalers::default()), "test");
+        let done = request("warm", "web", "2026-01-01T00:00:00Z", Some("Succeeded"));
+        let mut applying = request("zeta", "db", "2026-01-01T00:00:00Z", Some("Applying"));
+        applying.status.as_mut().unwrap().applied_replicas = Some(3);
+        let db = request("db", "db", "2026-01-01T00:00:00Z", None);
+        let after = request("again", "web", "2026-01-01T00:00:00Z", None);
+        let pending_a = request("a", "api", "2026-01-01T00:00:00Z", None);
+        let pending_b = request("b", "api", "2026-01-01T00:00:00Z", None);
+        let (store, mut writer) = kube::runtime::reflector::store::<ScaleRequest>();
+        writer.apply_watcher_event(&Event::Init);
+        for sr in [&done, &after, &pending_a, &pending_b, &applying, &db] {
+            writer.apply_watcher_event(&Event::InitApply(sr.clone()));
+        }
+        writer.apply_watcher_event(&Event::InitDone);
+        ctx.requests.lock().unwrap().push(store);
+        assert!(
+            ctx.newer_request_for(&after).is_none(),
+            "the finished request of the same second wins nothing"
+        );
+        assert!(ctx.newer_request_for(&db).is_none(), "nor does an applied one still waiting to be ready");
+        assert_eq!(ctx.newer_request_for(&pending_a).map(|r| r.name_any()), Some("b".to_string()));
+        assert!(ctx.newer_request_for(&pending_b).is_none(), "one of two pending requests is applied");
     }
 }
