@@ -58,11 +58,11 @@ pub fn openapi_json() -> String {
 
 /// The whole HTTP surface: API routes (at `/` and `/api/v1`), probes, `/metrics`, `/openapi.json`, with
 /// problem+json for every error.
-pub fn router(mut state: ApiState) -> Router {
+pub fn router(state: ApiState) -> Router {
     let (api, mut operations) = api().split_for_parts();
     let (operational, more) = operational().split_for_parts();
     operations.merge(more);
-    state.openapi = Arc::from(openapi::render(operations));
+    let state = state.with_openapi(Arc::from(openapi::render(operations)));
     // Only API routes go through the guard, after routing, so that it classifies the route and decoded
     // parameters the handler gets; probes, metrics and OpenAPI are never authenticated or limited.
     let api = api.route_layer(axum::middleware::from_fn_with_state(state.edge.clone(), auth::guard));
