@@ -6,6 +6,7 @@
 set -euo pipefail
 PODS=$1; shift
 d=$(mktemp -d)
+SB=
 trap 'kill $SB 2>/dev/null; wait 2>/dev/null; rm -rf "$d"' EXIT
 RUST_LOG=warn "$1" sandbox --apiserver-only --no-demo --test-hooks --pods "$PODS" --kubeconfig "$d/kc" \
   >/dev/null 2>&1 &
