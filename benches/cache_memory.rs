@@ -7,9 +7,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::runtime::watcher::Event;
-use machinist::cache::{Cache, kinds};
+use machinist::cache::{Cache, PodView, kinds};
 use serde_json::json;
 
 struct Counting;
@@ -42,7 +42,7 @@ fn rss_bytes() -> i64 {
 
 const DEPLOYMENTS: usize = 100;
 
-fn realistic_pod(i: usize) -> Pod {
+fn realistic_pod(i: usize) -> PodView {
     let d = i % DEPLOYMENTS;
     let rs = format!("app-{d}-7d4b9c8f6d");
     let name = format!("{rs}-{i:05x}q");
@@ -133,8 +133,8 @@ fn main() {
             cache.watcher_event(Event::Apply(pod));
         }
     };
-    cache.watcher_event::<Pod>(Event::Init);
-    cache.watcher_event::<Pod>(Event::InitDone);
+    cache.watcher_event::<PodView>(Event::Init);
+    cache.watcher_event::<PodView>(Event::InitDone);
     // The other kinds are not part of this measurement: mark them listed so reads are served.
     for kind in kinds::ALL.into_iter().filter(|k| ![kinds::PODS, kinds::NAMESPACES].contains(k)) {
         cache.skip_kind(kind);

@@ -2,11 +2,12 @@
 //! label pair and controller, owner resolution, readiness.
 //!
 //! Its parts: `ingest` (watcher events and ECS refreshes in), `readiness` (first sync and scope
-//! admission), `reads` (what the providers serve out), `store` (the indexes), `project` (k8s object →
-//! served shape), `model` (the shapes). It does no I/O, knows no HTTP and imports no provider: providers
-//! depend on it (and present it to `api` as their `ReadModel`), never the reverse. Its apply/delete/reset are synchronous and never hold a lock across
-//! an `.await`. Ingest does the work (projection, owner resolution, serialization); a read takes the read
-//! lock, copies `Arc` fragments out of an index, and splices bytes after releasing it.
+//! admission), `reads` (what the providers serve out), `store` (the indexes), `project` and `pod` (k8s
+//! object → served shape), `model` (the shapes). It does no I/O, knows no HTTP and imports no provider:
+//! providers depend on it (and present it to `api` as their `ReadModel`), never the reverse. Its
+//! apply/delete/reset are synchronous and never hold a lock across an `.await`. Ingest does the work
+//! (projection, owner resolution, serialization); a read takes the read lock, copies `Arc` fragments out
+//! of an index, and splices bytes after releasing it.
 //!
 //! Choices where API.md is silent:
 //! - A ReplicaSet controlled by a Deployment is not a top-level controller: it is not listed and is not
@@ -19,6 +20,7 @@
 mod ingest;
 pub mod model;
 mod pins;
+mod pod;
 mod project;
 mod quantity;
 mod readiness;
@@ -33,6 +35,7 @@ use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use self::model::{ControllerKind, Fragment, LabelFilter, Labels, Machine, Service};
 use self::pins::Pins;
+pub use self::pod::PodView;
 pub use self::project::{Gateway, HttpRoute, K8sObject, ObjectKey, Projection, format_time, kinds};
 pub use self::quantity::Quantity;
 use self::store::Store;

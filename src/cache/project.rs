@@ -6,13 +6,12 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Namespace, Pod, ReplicationController, Service as K8sService};
+use k8s_openapi::api::core::v1::{Namespace, ReplicationController, Service as K8sService};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::DynamicObject;
 use serde_json::Value;
 
-use super::model::{Container, ControllerKind, Fragment, Labels, Machine, Resources, Service, ServicePort};
-use super::quantity::Sum;
+use super::model::{ControllerKind, Fragment, Labels, Machine, Service, ServicePort};
 
 /// Watcher kind names (plural, as the API and the metrics label them).
 pub mod kinds {
@@ -115,7 +114,7 @@ fn key_of(meta: &ObjectMeta) -> ObjectKey {
     ObjectKey { namespace: meta.namespace.clone(), name: meta.name.clone().unwrap_or_default() }
 }
 
-fn controller_owner(meta: &ObjectMeta) -> Option<Owner> {
+pub(super) fn controller_owner(meta: &ObjectMeta) -> Option<Owner> {
     let refs: &[OwnerReference] = meta.owner_references.as_deref().unwrap_or(&[]);
     refs.iter().find(|r| r.controller == Some(true)).map(|r| Owner {
         kind: r.kind.clone(),
@@ -124,7 +123,7 @@ fn controller_owner(meta: &ObjectMeta) -> Option<Owner> {
     })
 }
 
-fn labels_of(meta: &ObjectMeta) -> Labels {
+pub(super) fn labels_of(meta: &ObjectMeta) -> Labels {
     meta.labels.clone().unwrap_or_default()
 }
 
@@ -136,61 +135,6 @@ pub fn format_time(ts: jiff::Timestamp) -> String {
 /// The `sha256:…` part of a container status' `imageID` (`docker-pullable://nginx@sha256:…`).
 pub fn image_digest(image_id: &str) -> Option<String> {
     image_id.find("sha256:").map(|at| image_id[at..].to_string()).filter(|d| d.len() > "sha256:".len())
-}
-
-pub fn project_pod(pod: &Pod) -> PodModel {
-    let meta = &pod.metadata;
-    let spec_containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or(&[]);
-    let status = pod.status.as_ref();
-    let statuses = status.and_then(|s| s.container_statuses.as_deref()).unwrap_or(&[]);
-
-    let mut requests = Sum::default();
-    let mut limits = Sum::default();
-    let mut containers = Vec::with_capacity(spec_containers.len());
-    for c in spec_containers {
-        if let Some(res) = &c.resources {
-            for (name, q) in res.requests.iter().flatten() {
-                if !requests.add(name, &q.0) {
-                    tracing::warn!(pod = ?meta.name, resource = %name, value = %q.0, "skipping unparsable quantity");
-                }
-            }
-            for (name, q) in res.limits.iter().flatten() {
-                if !limits.add(name, &q.0) {
-                    tracing::warn!(pod = ?meta.name, resource = %name, value = %q.0, "skipping unparsable quantity");
-                }
-            }
-        }
-        let st = statuses.iter().find(|s| s.name == c.name);
-        containers.push(Container {
-            name: c.name.clone(),
-            image: c.image.clone().unwrap_or_default(),
-            image_digest: st.and_then(|s| image_digest(&s.image_id)),
-            ready: st.is_some_and(|s| s.ready),
-            restart_count: st.map_or(0, |s| s.restart_count),
-        });
-    }
-    let first_status = spec_containers.first().and_then(|c| statuses.iter().find(|s| s.name == c.name));
-    let ready = status
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
-        .is_some_and(|c| c.status == "True");
-    let machine = Machine {
-        id: meta.name.clone().unwrap_or_default(),
-        status: status
-            .and_then(|s| s.phase.clone())
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| "Unknown".into()),
-        provider_status: None,
-        ready,
-        start_time: status.and_then(|s| s.start_time.as_ref()).map(|t| format_time(t.0)),
-        image: spec_containers.first().and_then(|c| c.image.clone()).unwrap_or_default(),
-        image_digest: first_status.and_then(|s| image_digest(&s.image_id)),
-        labels: labels_of(meta),
-        controller: None,
-        resources: Resources { limits: limits.render(), requests: requests.render() },
-        containers,
-    };
-    PodModel { machine, owner: controller_owner(meta) }
 }
 
 fn controller_model(
@@ -266,16 +210,6 @@ pub(crate) fn to_fragment<T: serde::Serialize>(value: &T) -> Fragment {
             tracing::error!(%err, "serializing a served shape failed");
             serde_json::value::RawValue::NULL.to_owned().into()
         }
-    }
-}
-
-impl K8sObject for Pod {
-    const KIND: &'static str = kinds::PODS;
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn project(&self) -> Projection {
-        Projection::Pod(Box::new(project_pod(self)))
     }
 }
 

@@ -1,13 +1,13 @@
 //! Builders for the k8s objects the tests feed the cache.
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::runtime::watcher::Event;
 use serde_json::{Value, json};
 
 use crate::cache::Fragment;
 use crate::cache::model::{Controller, Machine};
-use crate::cache::{Cache, K8sObject, kinds};
+use crate::cache::{Cache, K8sObject, PodView, kinds};
 
 pub fn obj<T: serde::de::DeserializeOwned>(v: Value) -> T {
     serde_json::from_value(v).expect("fixture is a valid object")
@@ -19,7 +19,7 @@ pub fn owner(kind: &str, name: &str) -> Value {
 }
 
 /// A running, ready pod with one container, optionally controlled by `(kind, name)`.
-pub fn pod(ns: &str, name: &str, labels: Value, ctrl: Option<(&str, &str)>) -> Pod {
+pub fn pod(ns: &str, name: &str, labels: Value, ctrl: Option<(&str, &str)>) -> PodView {
     let mut metadata = json!({ "name": name, "namespace": ns, "labels": labels });
     if let Some((kind, owner_name)) = ctrl {
         metadata["ownerReferences"] = owner(kind, owner_name);
@@ -97,7 +97,7 @@ pub fn list<K: K8sObject>(cache: &Cache, objects: Vec<K>) {
 /// An empty list of the kind named `kind`.
 pub fn init_done_empty(cache: &Cache, kind: &str) {
     match kind {
-        kinds::PODS => list::<Pod>(cache, vec![]),
+        kinds::PODS => list::<PodView>(cache, vec![]),
         kinds::DEPLOYMENTS => list::<Deployment>(cache, vec![]),
         kinds::STATEFULSETS => list::<StatefulSet>(cache, vec![]),
         kinds::REPLICASETS => list::<ReplicaSet>(cache, vec![]),

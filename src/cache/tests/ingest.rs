@@ -1,13 +1,12 @@
 //! Owner resolution, indexes, kind resolution and relists, driven by scripted watcher events.
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::watcher::Event;
 use serde_json::json;
 
 use super::fixtures::*;
-use crate::cache::ControllerKind;
 use crate::cache::ReadError;
+use crate::cache::{ControllerKind, PodView};
 
 fn some(kind: &str, name: &str) -> Option<(String, String)> {
     Some((kind.to_string(), name.to_string()))
@@ -147,7 +146,7 @@ fn kind_resolution_prefers_deployment_and_kind_pins() {
 #[test]
 fn relist_serves_the_old_snapshot_until_init_done_then_drops_what_vanished() {
     let cache = synced(&["default"]);
-    list::<Pod>(
+    list::<PodView>(
         &cache,
         vec![
             pod("default", "a", json!({ "app": "x" }), None),
@@ -157,7 +156,7 @@ fn relist_serves_the_old_snapshot_until_init_done_then_drops_what_vanished() {
     assert_eq!(machine_ids(&cache, "default", &[]), ["a", "b"]);
 
     // Watch expired (410): a relist starts; only `b` (changed) and `c` come back.
-    cache.watcher_event::<Pod>(Event::Init);
+    cache.watcher_event::<PodView>(Event::Init);
     cache.watcher_event(Event::InitApply(pod("default", "b", json!({ "app": "y" }), None)));
     assert_eq!(machine_ids(&cache, "default", &[]), ["a", "b"], "old snapshot mid-relist");
     assert_eq!(machine_ids(&cache, "default", &[("app", "x")]), ["a", "b"]);
@@ -165,7 +164,7 @@ fn relist_serves_the_old_snapshot_until_init_done_then_drops_what_vanished() {
     assert_eq!(machine_ids(&cache, "default", &[]), ["a", "b"], "nothing partial is served");
     assert!(cache.synced(), "a relist does not make the cache unready");
 
-    cache.watcher_event::<Pod>(Event::InitDone);
+    cache.watcher_event::<PodView>(Event::InitDone);
     assert_eq!(machine_ids(&cache, "default", &[]), ["b", "c"]);
     assert_eq!(machine_ids(&cache, "default", &[("app", "x")]), ["c"]);
     assert!(matches!(cache.machine("default", "a"), Err(ReadError::NotFound(_))));
@@ -285,14 +284,14 @@ fn the_rendered_controller_list_follows_every_change_of_its_scope() {
 fn a_first_list_restarted_midway_ends_with_exactly_the_last_list() {
     let cache = crate::cache::Cache::new_k8s(vec!["default".into()]);
     cache.apply(&pod("default", "written-before", json!({}), None));
-    cache.watcher_event_in::<Pod>(Some("default"), Event::Init);
+    cache.watcher_event_in::<PodView>(Some("default"), Event::Init);
     cache.watcher_event_in(Some("default"), Event::InitApply(pod("default", "a", json!({}), None)));
     cache.watcher_event_in(Some("default"), Event::InitApply(pod("default", "gone", json!({}), None)));
     // The list failed midway; the watcher starts over.
-    cache.watcher_event_in::<Pod>(Some("default"), Event::Init);
+    cache.watcher_event_in::<PodView>(Some("default"), Event::Init);
     cache.watcher_event_in(Some("default"), Event::InitApply(pod("default", "a", json!({ "v": "2" }), None)));
     cache.watcher_event_in(Some("default"), Event::InitApply(pod("default", "b", json!({}), None)));
-    cache.watcher_event_in::<Pod>(Some("default"), Event::InitDone);
+    cache.watcher_event_in::<PodView>(Some("default"), Event::InitDone);
     for kind in crate::cache::kinds::ALL {
         if kind != crate::cache::kinds::PODS && kind != crate::cache::kinds::NAMESPACES {
             match kind {

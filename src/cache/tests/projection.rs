@@ -1,12 +1,11 @@
 //! What a single object becomes: the Machine, Controller and Service shapes of API.md.
 
-use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
 use super::fixtures::*;
-use crate::cache::{Gateway, HttpRoute, ReadError};
+use crate::cache::{Gateway, HttpRoute, PodView, ReadError};
 
-fn rich_pod() -> Pod {
+fn rich_pod() -> PodView {
     obj(json!({
         "metadata": {
             "name": "web-7d4b9c-x2k4p", "namespace": "default",
@@ -67,7 +66,7 @@ fn pod_projects_to_the_served_machine() {
 #[test]
 fn pending_pod_without_status_is_unknown_not_ready_and_has_no_digest() {
     let cache = synced(&["default"]);
-    cache.apply(&obj::<Pod>(json!({
+    cache.apply(&obj::<PodView>(json!({
         "metadata": { "name": "bare", "namespace": "default" },
         "spec": { "containers": [ { "name": "app", "image": "myapp:1" } ] }
     })));

@@ -4,6 +4,7 @@
 //! It builds no HTTP responses and decides no desired state.
 
 pub mod client;
+mod decode;
 pub mod lease;
 pub mod review;
 pub mod served;

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Namespace, Pod, ReplicationController, Service};
+use k8s_openapi::api::core::v1::{Namespace, ReplicationController, Service};
 use kube::api::{Api, ApiResource, DynamicObject};
-use kube::core::{DeserializeGuard, NamespaceResourceScope};
+use kube::core::NamespaceResourceScope;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource};
@@ -21,8 +21,9 @@ use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 
 use super::client::WATCH_TIMEOUT;
+use super::decode::Guarded;
 use super::served::{self, REDISCOVER, ServedApis};
-use crate::cache::{Cache, Gateway, HttpRoute, K8sObject, kinds};
+use crate::cache::{Cache, Gateway, HttpRoute, K8sObject, PodView, kinds};
 use crate::metrics::metrics;
 
 /// Consecutive errors (with no event in between) after which a watcher counts as unhealthy.
@@ -158,7 +159,7 @@ pub fn spawn_watchers(client: Client, cache: Arc<Cache>, namespaces: &[String]) 
         if namespaces.is_empty() { vec![None] } else { namespaces.iter().cloned().map(Some).collect() };
     let ctx = Ctx { client: client.clone(), cache: cache.clone(), health: health.clone() };
     for ns in &scopes {
-        handles.push(ctx.namespaced::<Pod>(ns.clone()));
+        handles.push(ctx.namespaced::<PodView>(ns.clone()));
         handles.push(ctx.namespaced::<Deployment>(ns.clone()));
         handles.push(ctx.namespaced::<StatefulSet>(ns.clone()));
         handles.push(ctx.namespaced::<ReplicaSet>(ns.clone()));
@@ -194,14 +195,14 @@ impl Ctx {
         K: K8sObject + Resource<DynamicType = (), Scope = NamespaceResourceScope>,
         K: Clone + DeserializeOwned + Debug + Send + 'static,
     {
-        let api: Api<DeserializeGuard<K>> = match &ns {
+        let api: Api<Guarded<K>> = match &ns {
             Some(ns) => Api::namespaced(self.client.clone(), ns),
             None => Api::all(self.client.clone()),
         };
         self.typed(api, ns)
     }
 
-    fn typed<K>(&self, api: Api<DeserializeGuard<K>>, ns: Option<String>) -> JoinHandle<()>
+    fn typed<K>(&self, api: Api<Guarded<K>>, ns: Option<String>) -> JoinHandle<()>
     where
         K: K8sObject + Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
     {
@@ -210,26 +211,19 @@ impl Ctx {
         let stream = watcher(api);
         let ctx = self.clone();
         tokio::spawn(async move {
-            drive::<K, _, _>(
-                &ctx.cache,
-                &ctx.health,
-                stream,
-                ns,
-                id,
-                |guard: DeserializeGuard<K>| match guard.0 {
-                    Ok(obj) => Some(obj),
-                    Err(invalid) => {
-                        tracing::warn!(
-                            kind = K::KIND,
-                            namespace = ?invalid.metadata.namespace,
-                            name = ?invalid.metadata.name,
-                            error = %invalid.error,
-                            "skipping an object that does not decode"
-                        );
-                        None
-                    }
-                },
-            )
+            drive::<K, _, _>(&ctx.cache, &ctx.health, stream, ns, id, |guard: Guarded<K>| match guard.0 {
+                Ok(obj) => Some(obj),
+                Err(invalid) => {
+                    tracing::warn!(
+                        kind = K::KIND,
+                        namespace = ?invalid.metadata.namespace,
+                        name = ?invalid.metadata.name,
+                        error = %invalid.error,
+                        "skipping an object that does not decode"
+                    );
+                    None
+                }
+            })
             .await;
         })
     }
@@ -384,8 +378,8 @@ mod tests {
 
     use super::*;
 
-    fn guard(v: serde_json::Value) -> DeserializeGuard<Pod> {
-        serde_json::from_value(v).expect("a guard always decodes when metadata does")
+    fn guard(v: serde_json::Value) -> Guarded<PodView> {
+        serde_json::from_str(&v.to_string()).expect("a guard always decodes an object")
     }
 
     fn pod(name: &str) -> serde_json::Value {
@@ -409,8 +403,8 @@ mod tests {
         // Three failures in a row, then the stream ends: unhealthy.
         let health = WatchHealth::default();
         health.register("pods", Some("default"));
-        let errors = stream::iter((0..3).map(|_| Err::<Event<DeserializeGuard<Pod>>, _>(gone())));
-        drive::<Pod, _, _>(&cache, &health, errors, ns.clone(), id.clone(), |g| g.0.ok()).await;
+        let errors = stream::iter((0..3).map(|_| Err::<Event<Guarded<PodView>>, _>(gone())));
+        drive::<PodView, _, _>(&cache, &health, errors, ns.clone(), id.clone(), |g| g.0.ok()).await;
         let reason = health.check(Duration::from_secs(600)).expect_err("unhealthy");
         assert!(reason.contains("pods/default"), "{reason}");
 
@@ -429,7 +423,7 @@ mod tests {
             Ok(Event::Apply(guard(pod("later")))),
         ];
         let endless = stream::iter(items).chain(stream::pending());
-        let run = drive::<Pod, _, _>(&cache, &health, endless, ns, id, |g| g.0.ok());
+        let run = drive::<PodView, _, _>(&cache, &health, endless, ns, id, |g| g.0.ok());
         assert!(tokio::time::timeout(Duration::from_millis(200), run).await.is_err(), "a watch never ends");
 
         assert!(cache.synced());

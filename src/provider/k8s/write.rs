@@ -15,7 +15,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::autoscaling::v1::Scale;
-use k8s_openapi::api::core::v1::{Pod, ReplicationController, Service};
+use k8s_openapi::api::core::v1::{ReplicationController, Service};
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
 };
@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::cache::model::ControllerKind;
-use crate::cache::{Cache, HttpRoute, K8sObject, ReadError, ResolvedController};
+use crate::cache::{Cache, HttpRoute, K8sObject, PodView, ReadError, ResolvedController};
 use crate::metrics::metrics;
 use crate::provider::scale::{
     Scaled, Scaler, Source, TargetKey, TargetProvider, WriteQueue, backoff, needs_write, not_found,
@@ -316,7 +316,7 @@ impl K8sWrites {
         labels: BTreeMap<String, Option<String>>,
     ) -> provider::Result<Fragment> {
         manifest::validate_label_patch(&labels)?;
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+        let api: Api<PodView> = Api::namespaced(self.client.clone(), &ns);
         let patch = json!({ "metadata": { "labels": labels } });
         let what = format!("machine {id} in namespace {ns}");
         let pod = api
