@@ -316,7 +316,24 @@ impl Ctx {
     }
 }
 
+/// Watch events in flight between a stream and the cache, in batches of what the stream had ready (a list
+/// page is 500 objects): the next page is requested and decoded while this one is ingested.
+const PIPELINE_BATCHES: usize = 4;
+const BATCH: usize = 512;
+
+/// A task that is aborted when its owner is dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Feed the cache from one watcher stream until it ends (it does not, with backoff).
+///
+/// The stream is polled by a task of its own, so that the API server serves the next list page, and kube
+/// decodes it, while this one ingests the last page. Order is kept: one stream, one channel, one consumer.
 async fn drive<K, R, S>(
     cache: &Cache,
     health: &WatchHealth,
@@ -326,34 +343,57 @@ async fn drive<K, R, S>(
     wrap: impl Fn(R) -> Option<K>,
 ) where
     K: K8sObject,
-    S: Stream<Item = Result<Event<R>, watcher::Error>>,
+    R: Send + 'static,
+    S: Stream<Item = Result<Event<R>, watcher::Error>> + Send + 'static,
 {
     let m = metrics();
-    let mut stream = std::pin::pin!(stream);
-    while let Some(item) = stream.next().await {
-        match item {
-            Ok(event) => {
-                health.event(&id);
-                let event = match event {
-                    Event::Apply(o) => wrap(o).map(Event::Apply),
-                    Event::Delete(o) => wrap(o).map(Event::Delete),
-                    Event::InitApply(o) => wrap(o).map(Event::InitApply),
-                    Event::Init => Some(Event::Init),
-                    Event::InitDone => Some(Event::InitDone),
-                };
-                if let Some(event) = event {
-                    cache.watcher_event_in(ns.as_deref(), event);
-                }
+    let (tx, mut rx) = tokio::sync::mpsc::channel(PIPELINE_BATCHES);
+    let _pump = AbortOnDrop(tokio::spawn(async move {
+        let mut batches = std::pin::pin!(stream.ready_chunks(BATCH));
+        while let Some(batch) = batches.next().await {
+            if tx.send(batch).await.is_err() {
+                return;
             }
-            Err(err) => {
-                tracing::warn!(watcher = %id, %err, "watch failed; backing off");
-                m.watch_errors.with_label_values(&[K::KIND]).inc();
-                health.error(&id, err.to_string());
-            }
+        }
+    }));
+    while let Some(batch) = rx.recv().await {
+        for item in batch {
+            drive_one(cache, health, ns.as_deref(), &id, &wrap, item, m);
         }
     }
     tracing::error!(watcher = %id, "watch stream ended");
     health.ended(&id);
+}
+
+fn drive_one<K: K8sObject, R>(
+    cache: &Cache,
+    health: &WatchHealth,
+    ns: Option<&str>,
+    id: &str,
+    wrap: &impl Fn(R) -> Option<K>,
+    item: Result<Event<R>, watcher::Error>,
+    m: &crate::metrics::Metrics,
+) {
+    match item {
+        Ok(event) => {
+            health.event(id);
+            let event = match event {
+                Event::Apply(o) => wrap(o).map(Event::Apply),
+                Event::Delete(o) => wrap(o).map(Event::Delete),
+                Event::InitApply(o) => wrap(o).map(Event::InitApply),
+                Event::Init => Some(Event::Init),
+                Event::InitDone => Some(Event::InitDone),
+            };
+            if let Some(event) = event {
+                cache.watcher_event_in(ns, event);
+            }
+        }
+        Err(err) => {
+            tracing::warn!(watcher = %id, %err, "watch failed; backing off");
+            m.watch_errors.with_label_values(&[K::KIND]).inc();
+            health.error(id, err.to_string());
+        }
+    }
 }
 
 /// A watcher with kube's default backoff on errors. Its client must come from `client::watch_client`: the
