@@ -3,17 +3,20 @@
 //! a burst of REST `POST /k8s/controllers/{ns}/{name}` scales; each next to a burst of bare kube-rs `/scale`
 //! PATCHes made in the same run (the floor).
 //!
-//! `cargo bench --bench writes` (200 requests) or `MACHINIST_BENCH_QUICK=1 cargo bench --bench writes` (30).
-//! `MACHINIST_BENCH_ONE_CORE=1` runs the whole benchmark (sandbox, operator, load) pinned to CPU 0 with
-//! `taskset -c 0`, the budget of an operator given one core; its target is then +100 ms, not +500 ms.
+//! Two processes, as production runs: the sandbox and the load generator in this one, the operator as
+//! `machinist run` in its own, so its CPU time is its own. `cargo bench --bench writes` (200 requests) or
+//! `MACHINIST_BENCH_QUICK=1 cargo bench --bench writes` (30). `MACHINIST_BENCH_ONE_CORE=1` gives the
+//! operator one core (`taskset -c 0`) and the cluster and load the other (`taskset -c 1`), the budget of
+//! an operator limited to one CPU; its target is then +100 ms, not +500 ms.
 //! Prints figures; it asserts only that every write lands. Before each burst after the floor it waits for
 //! the sandbox to settle (every Deployment ready at its count, no store change for 300 ms), so a burst is not
-//! timed against the pods and status updates the previous one set off. With `RUST_LOG` set it logs to
-//! stderr (`RUST_LOG=machinist=debug`).
+//! timed against the pods and status updates the previous one set off. With `RUST_LOG` set the operator
+//! logs to stderr at that level.
 
 mod common;
 
 use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{pct, quick};
@@ -25,20 +28,20 @@ use kube::core::CustomResourceExt;
 use machinist::reconcile::crd::ScaleRequest;
 use machinist_sandbox::{Gvr, Sandbox, SandboxOptions, Store, seed};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 const NS: &str = "bench";
 const ONE_CORE: &str = "MACHINIST_BENCH_ONE_CORE";
 
-/// With `MACHINIST_BENCH_ONE_CORE=1`, re-runs this benchmark under `taskset -c 0` and exits with its status.
-/// Pinning from outside keeps every thread (tokio workers, blocking pool) on the one core.
+/// With `MACHINIST_BENCH_ONE_CORE=1`, re-runs this benchmark under `taskset -c 1` (the operator gets CPU 0,
+/// see [`Operator::start`]) and exits with its status. Pinning from outside keeps every thread (tokio
+/// workers, blocking pool) on its core.
 fn one_core() -> bool {
     let wanted = std::env::var(ONE_CORE).is_ok_and(|v| !v.is_empty() && v != "0");
     if wanted && std::env::var_os("MACHINIST_BENCH_PINNED").is_none() {
         let exe = std::env::current_exe().expect("own path");
-        let status = std::process::Command::new("taskset")
+        let status = Command::new("taskset")
             .arg("-c")
-            .arg("0")
+            .arg("1")
             .arg(exe)
             .args(std::env::args_os().skip(1))
             .env("MACHINIST_BENCH_PINNED", "1")
@@ -54,11 +57,9 @@ fn summary(mut v: Vec<Duration>) -> (Duration, Duration) {
     (pct(&v, 0.5), pct(&v, 0.99))
 }
 
-/// CPU time (user + system) this process has used, from `/proc/self/stat` (Linux; zero elsewhere). The
-/// sandbox, the operator and the load generator share this process, so a burst that uses about one core
-/// per second of wall time on a shared 2-core box is CPU-bound, not waiting on a serial stage.
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// CPU time (user + system) a process has used, from `/proc/<pid>/stat` (Linux; zero elsewhere).
+fn cpu_time(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or("");
     let f: Vec<u64> = after.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
     // utime and stime, fields 14 and 15 of the whole line, in clock ticks (100 per second on Linux).
@@ -66,10 +67,27 @@ fn cpu_time() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-fn cpu_line(what: &str, cpu: Duration, wall: Duration) {
+/// CPU time of the operator and of this process (sandbox and load) at one moment.
+struct Cpu {
+    operator: Duration,
+    cluster: Duration,
+}
+
+impl Cpu {
+    fn now(op: &Operator) -> Cpu {
+        Cpu { operator: cpu_time(&op.0.id().to_string()), cluster: cpu_time("self") }
+    }
+}
+
+fn cpu_line(what: &str, before: &Cpu, wall: Duration, op: &Operator) {
+    let after = Cpu::now(op);
+    let cores = |d: Duration| d.as_secs_f64() / wall.as_secs_f64().max(1e-9);
+    let (o, c) =
+        (after.operator.saturating_sub(before.operator), after.cluster.saturating_sub(before.cluster));
     println!(
-        "{what}: process CPU time {cpu:?} over {wall:?} wall ({:.2} cores busy)",
-        cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9)
+        "{what}: operator CPU time {o:?} ({:.2} cores busy), sandbox and load {c:?} ({:.2} cores), over {wall:?} wall",
+        cores(o),
+        cores(c)
     );
 }
 
@@ -125,9 +143,41 @@ async fn until_settled(store: &Store, n: usize, replicas: i64) {
     }
 }
 
-async fn operator(config: Config, shutdown: CancellationToken) -> String {
-    let operator = common::operator(&["--leader-election", "false", "--provider", "k8s", "--namespaces", NS]);
-    common::spawn_operator(operator.kube_config(config), shutdown).await
+/// `machinist run` against the sandbox, in its own process (killed when dropped).
+struct Operator(Child);
+
+impl Operator {
+    /// On CPU 0 alone when `pinned`; returns it and its REST base URL.
+    fn start(kubeconfig: &std::path::Path, pinned: bool) -> (Operator, String) {
+        let port =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let mut cmd = if pinned {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "0", env!("CARGO_BIN_EXE_machinist")]);
+            c
+        } else {
+            Command::new(env!("CARGO_BIN_EXE_machinist"))
+        };
+        let child = cmd
+            .args(["run", "--leader-election", "false", "--provider", "k8s", "--namespaces", NS])
+            .args(["--http-listen", &format!("127.0.0.1:{port}")])
+            // As `common::operator`: no read limiter (the readiness poll below), writes at their defaults.
+            .args(["--rate-limit-reads-identity", "0", "--rate-limit-reads-ip", "0"])
+            .args(["--rate-limit-reads-global", "0"])
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start machinist run");
+        (Operator(child), format!("http://127.0.0.1:{port}"))
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn applied(sr: &ScaleRequest) -> bool {
@@ -170,7 +220,7 @@ async fn main() {
     println!(
         "writes benchmark ({} mode{}): {n} Deployments, bursts of {n}",
         if quick { "quick" } else { "full" },
-        if pinned { ", pinned to one core by taskset -c 0" } else { "" }
+        if pinned { ", operator pinned to CPU 0, sandbox and load to CPU 1" } else { "" }
     );
 
     let sb = Sandbox::start(SandboxOptions::default()).await.expect("sandbox starts");
@@ -179,14 +229,16 @@ async fn main() {
         .map(|i| (Gvr::deployments(), NS.to_string(), seed::app_deployment(NS, &name(i), "1.0.0", 1, vec![])))
         .collect();
     sb.store.create_many(deps).expect("deployments");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, sb.kubeconfig_yaml()).expect("write the kubeconfig");
     let kc = Kubeconfig::from_yaml(&sb.kubeconfig_yaml()).expect("kubeconfig parses");
     let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("config");
-    let client = kube::Client::try_from(config.clone()).expect("client");
+    let client = kube::Client::try_from(config).expect("client");
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     crds.create(&PostParams::default(), &ScaleRequest::crd()).await.expect("install the CRD");
 
-    let shutdown = CancellationToken::new();
-    let base = operator(config, shutdown.clone()).await;
+    let (op, base) = Operator::start(&kubeconfig, pinned);
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("http client");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -208,7 +260,7 @@ async fn main() {
 
     // Floor: the same burst as bare kube-rs /scale PATCHes (replicas 1 -> 2).
     let deploys: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), NS);
-    let cpu = cpu_time();
+    let cpu = Cpu::now(&op);
     let t0 = Instant::now();
     let patches: Vec<_> = (0..n)
         .map(|i| {
@@ -226,7 +278,7 @@ async fn main() {
     // The observer runs while the burst is in flight, so early writes are not timed at the burst's end.
     let (written, floor_resp) = tokio::join!(until_replicas(&sb.store, n, 2, t0), each_elapsed(patches));
     let floor_write = summary(written);
-    let floor_cpu = (cpu_time().saturating_sub(cpu), t0.elapsed());
+    cpu_line(&format!("floor, {n} /scale PATCHes"), &cpu, t0.elapsed(), &op);
     let floor_resp = summary(floor_resp);
     println!(
         "floor, {n} concurrent kube-rs /scale PATCHes: response p50 {:?} p99 {:?}; burst start to replicas \
@@ -266,7 +318,7 @@ async fn main() {
         panic!("the ScaleRequest watch ended");
     });
     synced_rx.await.expect("the ScaleRequest watch syncs");
-    let cpu = cpu_time();
+    let cpu = Cpu::now(&op);
     let t0 = Instant::now();
     let creates: Vec<_> = (0..n)
         .map(|i| {
@@ -292,11 +344,9 @@ async fn main() {
         .expect("every ScaleRequest is Applied within 120 s")
         .expect("watch task");
     let sr_applied = summary(done.values().map(|t| t.duration_since(t0)).collect());
-    let sr_cpu = (cpu_time().saturating_sub(cpu), t0.elapsed());
+    cpu_line(&format!("{n} ScaleRequests, burst start to the last Applied=True"), &cpu, t0.elapsed(), &op);
     line(&format!("{n} ScaleRequests, burst start to /scale written"), sr_write, floor_write);
     line(&format!("{n} ScaleRequests, burst start to Applied=True seen by a watch"), sr_applied, floor_write);
-    cpu_line(&format!("floor, {n} /scale PATCHes"), floor_cpu.0, floor_cpu.1);
-    cpu_line(&format!("{n} ScaleRequests, burst start to the last Applied=True"), sr_cpu.0, sr_cpu.1);
 
     until_settled(&sb.store, n, 3).await;
 
@@ -325,6 +375,6 @@ async fn main() {
         if pinned { ", one core" } else { "" },
         if added <= target { "met" } else { "NOT met" }
     );
-    shutdown.cancel();
+    drop(op);
     sb.shutdown().await;
 }
