@@ -264,9 +264,9 @@ impl RateLimiter {
 
     fn admit_at(&self, write: bool, ip: Option<IpAddr>, now: Instant) -> Result<Admission<'_>, Refusal> {
         let class = if write { &self.writes } else { &self.reads };
-        let mut admission =
-            Admission { class, ip_key: ip.map(|ip| ip.to_string()), taken: [false; 2], tightest: None };
-        let ip_key = admission.ip_key.clone();
+        // The key is only spelled out when the per-IP tier is on: this runs for every request.
+        let ip_key = class.ip.as_ref().and(ip).map(|ip| ip.to_string());
+        let mut admission = Admission { class, ip_key: ip_key.clone(), taken: [false; 2], tightest: None };
         let tiers = [
             (Tier::Ip, class.ip.as_ref(), ip_key.as_deref()),
             (Tier::Global, class.global.as_ref(), Some("")),

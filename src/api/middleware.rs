@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, OriginalUri, Request};
-use axum::http::{HeaderValue, Method, header};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -32,28 +32,31 @@ pub fn is_safe_request_id(id: &[u8]) -> bool {
         && id.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
-/// A random UUID (version 4) for a request that brought no usable id.
-fn new_request_id() -> String {
+/// A random UUID (version 4) for a request that brought no usable id, written without a `String`: this runs
+/// for nearly every request.
+fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bits = fastrand::u128(..) & !(0xf << 76) & !(0x3 << 62) | (0x4 << 76) | (0x2 << 62);
-    let hex = format!("{bits:032x}");
-    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+    let mut out = [0u8; 36];
+    let mut nibble = 0;
+    for (i, byte) in out.iter_mut().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            *byte = b'-';
+        } else {
+            *byte = HEX[((bits >> (124 - 4 * nibble)) & 0xf) as usize];
+            nibble += 1;
+        }
+    }
+    HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static("-"))
 }
 
-/// Keeps the caller's `X-Request-Id` when it is safe, otherwise replaces it with a new one, and echoes the
-/// one used on the response.
-pub async fn request_id(mut request: Request, next: Next) -> Response {
-    let ids = request.headers().get_all(REQUEST_ID_HEADER);
-    let mut iter = ids.iter();
-    let kept = match (iter.next(), iter.next()) {
-        (Some(id), None) if is_safe_request_id(id.as_bytes()) => Some(id.clone()),
-        _ => None,
-    };
-    let id = kept
-        .unwrap_or_else(|| HeaderValue::from_str(&new_request_id()).unwrap_or(HeaderValue::from_static("-")));
-    request.headers_mut().insert(REQUEST_ID_HEADER, id.clone());
-    let mut response = next.run(request).await;
-    response.headers_mut().insert(REQUEST_ID_HEADER, id);
-    response
+/// The caller's `X-Request-Id` when it is safe, otherwise a new one.
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    let mut ids = headers.get_all(REQUEST_ID_HEADER).iter();
+    match (ids.next(), ids.next()) {
+        (Some(id), None) if is_safe_request_id(id.as_bytes()) => id.clone(),
+        _ => new_request_id(),
+    }
 }
 
 /// The method as a metric label: the standard methods by name, anything else `other`.
@@ -72,41 +75,41 @@ pub fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// Renders problems with their `instance`, turns any other error response into a problem, stamps
-/// `X-API-Version`, records the request duration and logs the request.
-pub async fn finish(request: Request, next: Next) -> Response {
+/// The one layer every response goes through: keeps the caller's `X-Request-Id` when it is safe (else makes
+/// one) and echoes it, renders problems with their `instance`, turns any other error response into a problem,
+/// stamps `X-API-Version`, records the request duration and logs the request.
+///
+/// One layer, not two, and nothing copied that a request without an error does not need: it is about a
+/// fifth of what a small read costs (BENCHMARKS.md, "Issue 14, second pass").
+pub async fn finish(mut request: Request, next: Next) -> Response {
     let start = Instant::now();
+    let id = request_id(request.headers());
+    request.headers_mut().insert(REQUEST_ID_HEADER, id.clone());
     let method = method_label(request.method());
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
-    let path = request
-        .extensions()
-        .get::<OriginalUri>()
-        .map(|u| u.0.path().to_string())
-        .unwrap_or_else(|| request.uri().path().to_string());
-    let request_id =
-        request.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let uri = match request.extensions().get::<OriginalUri>() {
+        Some(original) => original.0.clone(),
+        None => request.uri().clone(),
+    };
 
     let mut response = next.run(request).await;
 
     if let Some(problem) = response.extensions_mut().remove::<Problem>() {
-        response = merge_headers(problem.render(&path), response);
+        response = merge_headers(problem.render(uri.path()), response);
     } else if !response.status().is_success() && !is_problem(&response) {
-        response = merge_headers(problem::for_status(response.status()).render(&path), response);
+        response = merge_headers(problem::for_status(response.status()).render(uri.path()), response);
     }
     response.headers_mut().insert(API_VERSION_HEADER, HeaderValue::from_static("v1"));
 
-    let identity =
-        response.extensions().get::<Identity>().map(|i| i.0.clone()).unwrap_or_else(|| "-".to_string());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let status = response.status();
     let elapsed = start.elapsed();
     crate::metrics::metrics()
         .http_request_duration
-        .with_label_values(&[method, route.as_str(), status.as_str()])
+        .with_label_values(&[method, route, status.as_str()])
         .observe(elapsed.as_secs_f64());
+    let identity = response.extensions().get::<Identity>().map_or("-", |i| i.0.as_str());
+    let request_id = id.to_str().unwrap_or("");
     // The kubelet probes every few seconds and Prometheus scrapes: at INFO they would bury the API's requests.
     macro_rules! log_request {
         ($level:ident) => {
@@ -121,11 +124,12 @@ pub async fn finish(request: Request, next: Next) -> Response {
             )
         };
     }
-    if is_operational(&route) {
+    if is_operational(route) {
         log_request!(debug);
     } else {
         log_request!(info);
     }
+    response.headers_mut().insert(REQUEST_ID_HEADER, id);
     response
 }
 
@@ -154,4 +158,29 @@ fn merge_headers(mut problem: Response, mut original: Response) -> Response {
         }
     }
     problem
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_request_id_is_a_version_4_uuid() {
+        let ids: Vec<String> =
+            (0..64).map(|_| new_request_id().to_str().expect("ascii").to_string()).collect();
+        for id in &ids {
+            let groups: Vec<&str> = id.split('-').collect();
+            let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+            assert_eq!(lens, [8, 4, 4, 4, 12], "{id}");
+            assert!(
+                id.bytes().all(|b| b == b'-' || b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+                "{id}"
+            );
+            assert!(groups[2].starts_with('4'), "version 4: {id}");
+            assert!(matches!(groups[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'), "RFC 4122 variant: {id}");
+            assert!(is_safe_request_id(id.as_bytes()));
+        }
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+    }
 }

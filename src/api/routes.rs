@@ -73,6 +73,5 @@ pub fn router(state: ApiState) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(axum::middleware::from_fn(middleware::finish))
-        .layer(axum::middleware::from_fn(middleware::request_id))
         .with_state(state)
 }

@@ -107,13 +107,14 @@ impl Target {
     /// Classifies a routed request from its [`MatchedPath`] and its decoded parameters (non-UTF-8 after
     /// decoding is a 400, as the path extractor would answer).
     pub async fn of_request(parts: &mut Parts) -> Result<Target, Problem> {
-        let template = parts.extensions.get::<MatchedPath>().map(|m| m.as_str().to_string());
-        let Some(template) = template else { return Err(unclassified()) };
+        let Some(template) = parts.extensions.get::<MatchedPath>().cloned() else {
+            return Err(unclassified());
+        };
         let params = RawPathParams::from_request_parts(parts, &())
             .await
             .map_err(|rejection| Problem::bad_request(format!("invalid path: {}", rejection.body_text())))?;
         let params: Vec<(&str, &str)> = params.iter().collect();
-        Target::classify(&parts.method, &template, &params)
+        Target::classify(&parts.method, template.as_str(), &params)
     }
 }
 
