@@ -96,15 +96,27 @@ enum Authenticator {
     Kubernetes(Box<KubeAuth>),
 }
 
+impl Authenticator {
+    fn mode(&self) -> AuthMode {
+        match self {
+            Authenticator::None => AuthMode::None,
+            Authenticator::Static(_) => AuthMode::Static,
+            Authenticator::Kubernetes(_) => AuthMode::Kubernetes,
+        }
+    }
+}
+
 /// Authentication, authorization and rate limits: what every API route goes through.
 pub struct Edge {
     auth: Authenticator,
     limiter: RateLimiter,
+    /// `machinist_auth_decisions_total{mode, result="allowed"}`, looked up once: it counts every request.
+    allowed: prometheus::IntCounter,
 }
 
 impl Default for Edge {
     fn default() -> Self {
-        Edge { auth: Authenticator::None, limiter: RateLimiter::new(RateLimitConfig::default()) }
+        Edge::with(Authenticator::None, RateLimiter::new(RateLimitConfig::default()))
     }
 }
 
@@ -121,15 +133,17 @@ impl Edge {
                 Authenticator::Kubernetes(Box::new(KubeAuth::new(reviewer.ok_or(EdgeError::NoReviewer)?)))
             }
         };
-        Ok(Edge { auth, limiter: RateLimiter::new(config.limits) })
+        Ok(Edge::with(auth, RateLimiter::new(config.limits)))
+    }
+
+    fn with(auth: Authenticator, limiter: RateLimiter) -> Edge {
+        let mode = auth.mode().as_str();
+        let allowed = crate::metrics::metrics().auth_decisions.with_label_values(&[mode, "allowed"]);
+        Edge { auth, limiter, allowed }
     }
 
     pub fn mode(&self) -> AuthMode {
-        match self.auth {
-            Authenticator::None => AuthMode::None,
-            Authenticator::Static(_) => AuthMode::Static,
-            Authenticator::Kubernetes(_) => AuthMode::Kubernetes,
-        }
+        self.auth.mode()
     }
 
     pub fn limiter(&self) -> &RateLimiter {
@@ -265,7 +279,7 @@ pub async fn guard(State(edge): State<Arc<Edge>>, request: Request, next: Next) 
         decisions.with_label_values(&[mode, result]).inc();
         return finish(problem.into_response(), quota, identity);
     }
-    decisions.with_label_values(&[mode, "allowed"]).inc();
+    edge.allowed.inc();
     parts.extensions.insert(target.clone());
     let mut response = next.run(Request::from_parts(parts, body)).await;
     // What was authorized, for the access log and for the tests that compare it with what the handler did.

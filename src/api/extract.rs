@@ -44,8 +44,9 @@ pub fn resolve_provider(state: &ApiState, name: &str) -> Result<Arc<dyn Provider
 /// The provider of the request's [`Target`], the one the guard authorized: handlers never read the path
 /// again. A write's scope is admitted here, before any handler code, so that nothing is written outside the
 /// watched scopes.
-fn target_provider(parts: &Parts, state: &ApiState) -> Result<(Target, Arc<dyn Provider>), Problem> {
-    let Some(target) = parts.extensions.get::<Target>().cloned() else {
+/// It takes the `Target` out of the request (one path extractor a handler) rather than copying it.
+fn target_provider(parts: &mut Parts, state: &ApiState) -> Result<(Target, Arc<dyn Provider>), Problem> {
+    let Some(target) = parts.extensions.remove::<Target>() else {
         tracing::error!(path = parts.uri.path(), "a handler ran without the guard's classification");
         return Err(Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
