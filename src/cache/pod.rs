@@ -24,68 +24,54 @@ use super::quantity::Sum;
 pub struct PodView {
     #[serde(default, deserialize_with = "narrow_meta")]
     pub metadata: ObjectMeta,
-    #[serde(default)]
     pub spec: Option<PodSpecView>,
-    #[serde(default)]
     pub status: Option<PodStatusView>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct PodSpecView {
-    #[serde(default)]
     pub containers: Option<Vec<ContainerView>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct ContainerView {
-    #[serde(default)]
     pub name: String,
-    #[serde(default)]
     pub image: Option<String>,
-    #[serde(default)]
     pub resources: Option<ResourcesView>,
 }
 
 /// Quantities stay strings here; `quantity::Sum` parses them (and logs the ones it cannot).
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct ResourcesView {
-    #[serde(default)]
     pub requests: Option<BTreeMap<String, String>>,
-    #[serde(default)]
     pub limits: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodStatusView {
-    #[serde(default)]
     pub phase: Option<String>,
-    #[serde(default)]
     pub start_time: Option<Time>,
-    #[serde(default)]
     pub conditions: Option<Vec<ConditionView>>,
-    #[serde(default)]
     pub container_statuses: Option<Vec<ContainerStatusView>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct ConditionView {
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     pub type_: String,
-    #[serde(default)]
     pub status: String,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct ContainerStatusView {
-    #[serde(default)]
     pub name: String,
-    #[serde(default, rename = "imageID")]
+    #[serde(rename = "imageID")]
     pub image_id: String,
-    #[serde(default)]
     pub ready: bool,
-    #[serde(default)]
     pub restart_count: i32,
 }
 
@@ -95,24 +81,16 @@ fn narrow_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> 
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Meta {
-        #[serde(default)]
         name: Option<String>,
-        #[serde(default)]
         namespace: Option<String>,
-        #[serde(default)]
-        uid: Option<String>,
-        #[serde(default)]
         resource_version: Option<String>,
-        #[serde(default)]
         labels: Option<BTreeMap<String, String>>,
-        #[serde(default)]
         owner_references: Option<Vec<OwnerReference>>,
     }
     let m = Option::<Meta>::deserialize(d)?;
     Ok(m.map(|m| ObjectMeta {
         name: m.name,
         namespace: m.namespace,
-        uid: m.uid,
         resource_version: m.resource_version,
         labels: m.labels,
         owner_references: m.owner_references,

@@ -19,6 +19,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::autoscalers::AutoscalerLists;
 use super::crd::{Phase, ScaleRequest, ScaleRequestStatus};
@@ -196,16 +197,6 @@ fn target_of(sr: &ScaleRequest) -> Option<(TargetProvider, String, String)> {
     Some((target.provider, scope, target.name.clone()))
 }
 
-/// Aborts the task when dropped: a stopped controller (lost lease, shutdown) cancels its reconciles as it
-/// did when they ran inline.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// Runs [`reconcile`] on a task of its own. kube-runtime's runner keeps the in-flight reconciles in a map
 /// that it polls in full on every wake-up, on the one task that drives the controller stream: with N
 /// requests in flight, each API response costs N polls of deep request futures there, serially, on one
@@ -215,8 +206,9 @@ async fn reconcile_spawned(sr: Arc<ScaleRequest>, ctx: Arc<Context>) -> Result<R
     let name = sr.name_any();
     // Keep kube-runtime's "reconciling object" span on the spawned work.
     let work = tracing::Instrument::instrument(reconcile(sr, ctx), tracing::Span::current());
-    let mut task = AbortOnDrop(tokio::spawn(work));
-    match (&mut task.0).await {
+    // Aborted when dropped: a stopped controller (lost lease, shutdown) cancels its reconciles as it did
+    // when they ran inline.
+    match AbortOnDropHandle::new(tokio::spawn(work)).await {
         Ok(result) => result,
         Err(error) => {
             tracing::error!(scalerequest = %name, %error, "reconcile task failed");
@@ -600,7 +592,7 @@ pub async fn run_while_leader(
             let _ = follower.wait_for(|leading| !*leading).await;
         };
         // On loss the controller is dropped, not shut down gracefully: its in-flight reconciles are
-        // aborted at once (`AbortOnDrop`), and their queued writes are fenced off (see `queue`).
+        // aborted at once (`AbortOnDropHandle`), and their queued writes are fenced off (see `queue`).
         tokio::select! {
             _ = &mut shutdown => return,
             _ = lost => {}

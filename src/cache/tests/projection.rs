@@ -81,6 +81,29 @@ fn pending_pod_without_status_is_unknown_not_ready_and_has_no_digest() {
     assert!(v.get("imageDigest").is_none(), "imageDigest omitted until known: {v}");
 }
 
+/// The narrow decode reads only what it serves: nulls, missing lists, unknown and unread fields (however large
+/// or odd) do not keep a pod out of the cache, and what it skips is not kept.
+#[test]
+fn a_sparse_pod_with_nulls_and_unread_fields_is_served() {
+    let cache = synced(&["default"]);
+    let text = r#"{"metadata": {"name": "sparse", "namespace": "default", "labels": null, "ownerReferences": null,
+            "annotations": {"big": "\u00e9\ud83d\ude00"}, "managedFields": [{"fieldsV1": {"f:x": {"a": [1, 2.5e3, null]}}}]},
+        "spec": {"containers": null, "volumes": [{"name": "v", "emptyDir": {}}], "nodeName": 7},
+        "status": {"phase": "", "conditions": [{"type": "Ready"}], "containerStatuses": [{"name": "app"}],
+                   "startTime": null, "unknownField": {"deep": [[[]]]}}}"#;
+    let pod: PodView = serde_json::from_str(text).expect("a sparse pod decodes");
+    assert_eq!(pod.metadata.annotations, None, "annotations are skipped unread");
+    assert_eq!(pod.metadata.managed_fields, None, "managedFields are skipped unread");
+    cache.apply(&pod);
+    let v: Value =
+        serde_json::from_str(cache.machine("default", "sparse").expect("machine").get()).expect("json");
+    assert_eq!(v["status"], "Unknown", "an empty phase is Unknown");
+    assert_eq!(v["ready"], false, "a Ready condition without a status is not ready");
+    assert_eq!(v["labels"], json!({}));
+    assert_eq!(v["containers"], json!([]));
+    assert_eq!(v["controller"], Value::Null);
+}
+
 #[test]
 fn ready_follows_the_ready_condition_and_digest_appears_with_image_id() {
     let cache = synced(&["default"]);

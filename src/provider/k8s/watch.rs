@@ -19,6 +19,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::client::WATCH_TIMEOUT;
 use super::decode::Guarded;
@@ -321,15 +322,6 @@ impl Ctx {
 const PIPELINE_BATCHES: usize = 4;
 const BATCH: usize = 512;
 
-/// A task that is aborted when its owner is dropped.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// Feed the cache from one watcher stream until it ends (it does not, with backoff).
 ///
 /// The stream is polled by a task of its own, so that the API server serves the next list page, and kube
@@ -348,7 +340,7 @@ async fn drive<K, R, S>(
 {
     let m = metrics();
     let (tx, mut rx) = tokio::sync::mpsc::channel(PIPELINE_BATCHES);
-    let _pump = AbortOnDrop(tokio::spawn(async move {
+    let _pump = AbortOnDropHandle::new(tokio::spawn(async move {
         let mut batches = std::pin::pin!(stream.ready_chunks(BATCH));
         while let Some(batch) = batches.next().await {
             if tx.send(batch).await.is_err() {
